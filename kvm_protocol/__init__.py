@@ -1,0 +1,1 @@
+"""Wire formats shared by the controller, the server and the simulator."""

@@ -1,0 +1,1 @@
+"""The management server: users, permissions, devices, routing; web UI and REST API."""
