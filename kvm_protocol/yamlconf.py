@@ -46,6 +46,11 @@ def format_path(path: KeyPath) -> str:
     return out
 
 
+def _key(key: object) -> str | int:
+    """A YAML mapping key as a key path part (YAML keys may be numbers, null, ...)."""
+    return key if isinstance(key, str | int) and not isinstance(key, bool) else show(key)
+
+
 def show(value: object) -> str:
     """A value as error messages quote it: YAML-ish, at most 60 characters."""
     if value is None or isinstance(value, bool):
@@ -81,6 +86,10 @@ class Invalid(Exception):
     def __init__(self, message: str, *at: str | int) -> None:
         super().__init__(message)
         self.message, self.at = message, at
+
+
+def _or(bound: int | None) -> str:
+    return "" if bound is None else str(bound)
 
 
 class _Failed(Exception):
@@ -145,12 +154,8 @@ class Int(Validator[int]):
         if isinstance(value, bool) or not isinstance(value, int):
             raise Invalid(f"expected an integer, got {show(value)}")
         lo, hi = self.min, self.max
-        if lo is not None and hi is not None and not lo <= value <= hi:
-            raise Invalid(f"{value} is not in {lo}..{hi}")
-        if lo is not None and value < lo:
-            raise Invalid(f"{value} is less than {lo}")
-        if hi is not None and value > hi:
-            raise Invalid(f"{value} is more than {hi}")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise Invalid(f"{value} is not in {_or(self.min)}..{_or(self.max)}")
         return value
 
 
@@ -240,7 +245,7 @@ class MapOf(Validator[dict[K, V]]):
         out: dict[K, V] = {}
         failed = False
         for raw_key, raw_value in value.items():
-            at = (*path, str(raw_key))
+            at = (*path, _key(raw_key))
             try:
                 key = self.key.check(raw_key, at, ctx)
                 out[key] = self.value.check(raw_value, at, ctx)
@@ -286,7 +291,7 @@ class Section(Validator[T]):
         failed = False
         for key in value:
             if key not in self.fields:
-                ctx.note((*path, str(key)), f"unknown key (known: {', '.join(self.fields)})")
+                ctx.note((*path, _key(key)), f"unknown key (known: {', '.join(self.fields)})")
                 failed = True
         out: dict[str, Any] = {}
         for key, option in self.fields.items():
@@ -349,7 +354,9 @@ class _Loader(yaml.SafeLoader):
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError) as e:   # e.g. the date 2024-13-45
+        except yaml.YAMLError:
+            raise
+        except Exception as e:  # constructors fail in many ways: 2024-13-45, !!int "", ...
             raise yaml.constructor.ConstructorError(
                 None, None, f"bad value {show(node.value)}: {e}", node.start_mark) from None
 
@@ -386,7 +393,8 @@ def load_yaml(source: Path | str, *, name: str | None = None) -> object:
     try:
         return yaml.load(source, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.MarkedYAMLError as e:
-        mark, what = e.problem_mark or e.context_mark, e.problem or e.context or "invalid YAML"
+        mark = e.problem_mark or e.context_mark
+        what = ", ".join(filter(None, [e.context, e.problem])) or "invalid YAML"
         if mark is None:
             raise _error(f"{name}: {what}") from None
         line, col = mark.line + 1, mark.column + 1
