@@ -19,7 +19,8 @@ SLEEPER = [sys.executable, "-c", "import time\nfor _ in range(600): time.sleep(0
 STUBBORN = [
     sys.executable,
     "-c",
-    "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('rea' + 'dy-now', flush=True)\n"
+    "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('rea' + 'dy-now', flush=True)\n"
     "for _ in range(600): time.sleep(0.1)",
 ]
 

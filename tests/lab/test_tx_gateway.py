@@ -207,7 +207,8 @@ class FakeServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 auth = self.headers.get("Authorization")
                 fake.calls.append((self.path, auth, body))
-                status, answer = 200, {"generation": 1}
+                status = 200
+                answer: dict[str, Any] = {"generation": 1}
                 if self.path == "/api/v1/device/announce":
                     fake.bound.setdefault(body["serial"], body["secret"])
                     if fake.bound[body["serial"]] != body["secret"]:
