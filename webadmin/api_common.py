@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from flask import Flask, Response, current_app, g, jsonify, request
@@ -18,6 +19,10 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from kvm_protocol.results import LANGS, ResultCode
+from webadmin.config import ServerConfig
+from webadmin.db import Database
+from webadmin.routing import WatchHub
+from webadmin.snapshot import SnapshotCache
 
 MAX_BODY = 64 * 1024
 API_PREFIX = "/api/"
@@ -44,6 +49,21 @@ class RequestError(ApiError):
 
 def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
     return jsonify({"error": {"code": code, "message": message}}), status
+
+
+@dataclass
+class Services:
+    """The app's domain objects (no Flask inside): config, DB, snapshot cache, watch hub."""
+
+    config: ServerConfig
+    db: Database
+    cache: SnapshotCache
+    hub: WatchHub
+
+
+def services() -> Services:
+    """The Services of the current app (``app.extensions["kvm"]``)."""
+    return current_app.extensions["kvm"]  # type: ignore[no-any-return]
 
 
 # --- the request's database session ------------------------------------------------------
@@ -174,7 +194,7 @@ class Body:
             return None
         return self.data[key]
 
-    def str(
+    def string(
         self, key: str, *, required: bool = True, max_len: int = 256, default: Any = None
     ) -> Any:
         value = self._get(key, required)
@@ -186,7 +206,7 @@ class Body:
             self.fail(key, f"longer than {max_len} characters")
         return value
 
-    def int(
+    def integer(
         self, key: str, *, lo: int, hi: int, required: bool = True, default: Any = None
     ) -> Any:
         value = self._get(key, required)
@@ -198,7 +218,7 @@ class Body:
             self.fail(key, f"must be between {lo} and {hi}, got {value}")
         return value
 
-    def bool(self, key: str, *, required: bool = True, default: Any = None) -> Any:
+    def boolean(self, key: str, *, required: bool = True, default: Any = None) -> Any:
         value = self._get(key, required)
         if value is None and not required:
             return default
@@ -208,12 +228,12 @@ class Body:
 
     def choice(self, key: str, choices: Iterable[str], *, required: bool = True) -> Any:
         options = tuple(choices)
-        value = self.str(key, required=required)
+        value = self.string(key, required=required)
         if value is not None and value not in options:
             self.fail(key, f"must be one of {', '.join(options)}, got {value!r}")
         return value
 
-    def list(self, key: str, *, max_items: int, required: bool = True) -> list[Any] | None:
+    def array(self, key: str, *, max_items: int, required: bool = True) -> Any:
         value = self._get(key, required)
         if value is None and not required:
             return None
@@ -223,9 +243,9 @@ class Body:
             self.fail(key, f"has more than {max_items} items")
         return value
 
-    def objects(self, key: str, *, max_items: int, required: bool = True) -> list[Body]:
-        items = self.list(key, max_items=max_items, required=required) or []
-        out = []
+    def objects(self, key: str, *, max_items: int, required: bool = True) -> Any:
+        items = self.array(key, max_items=max_items, required=required) or []
+        out: list[Body] = []
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 self.fail(f"{key}[{i}]", f"must be an object, got {_type(item)}")

@@ -18,11 +18,12 @@ from typing import Any, TypeVar, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from flask import g, request
+from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
 from webadmin import models as m
-from webadmin.api_common import ApiError, db_session
+from webadmin.api_common import ApiError, Body, db_session, json_body, services
+from webadmin.routing import audit, rate_limited, record_failure
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -172,5 +173,48 @@ def device_required(view: F) -> F:
     return cast(F, wrapper)
 
 
-def token_expiry(ttl_s: int) -> dt.datetime:
-    return m.utcnow() + dt.timedelta(seconds=ttl_s)
+# --- POST /api/v1/admin/token -----------------------------------------------------------
+
+bp = Blueprint("admin_token", __name__, url_prefix="/api/v1/admin")
+TOKEN_PLACE = "admin-token"  # noqa: S105 - a rate-limit bucket name
+
+
+def parse_token_request(data: dict[str, Any]) -> tuple[str, str]:
+    b = Body(data)
+    user = b.string("user", max_len=64)
+    password = b.string("password", max_len=256)
+    b.done()
+    return user, password
+
+
+@bp.post("/token")
+def issue_token() -> tuple[Response, int]:
+    """Admin user + password → bearer token (operators 403; 5 failures per user a minute)."""
+    name, password = parse_token_request(json_body())
+    s = db_session()
+    now = m.utcnow()
+    if rate_limited(s, name, TOKEN_PLACE, now):
+        audit(s, actor=name, action="token", result="RATE_LIMITED")
+        s.commit()
+        raise ApiError(429, "RATE_LIMITED", "too many failed attempts, wait a minute")
+    user = s.scalar(select(m.User).where(m.User.name == name))
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        record_failure(s, name, TOKEN_PLACE, now)
+        audit(s, actor=name, action="token", result="UNAUTHORIZED")
+        s.commit()
+        raise ApiError(401, "UNAUTHORIZED", "wrong user name or password")
+    if not user.enabled:
+        audit(s, actor=name, action="token", result="UNAUTHORIZED")
+        s.commit()
+        raise ApiError(401, "UNAUTHORIZED", "this user is disabled")
+    if user.role != "admin":
+        audit(s, actor=name, action="token", result="FORBIDDEN")
+        s.commit()
+        raise ApiError(403, "FORBIDDEN", "only admins get API tokens")
+    token, digest = new_token()
+    ttl = services().config.admin_token_ttl_s
+    expires = now + dt.timedelta(seconds=ttl)
+    s.add(m.AdminToken(token_hash=digest, user_pk=user.pk, created_at=now, expires_at=expires))
+    audit(s, actor=name, action="token", result="OK")
+    s.commit()
+    return jsonify({"token": token, "expires_at": expires.isoformat(), "expires_in": ttl}), 200

@@ -1,0 +1,184 @@
+"""Operator side of the API (/api/v1/seat/...), called by an Rx's controller for its seat.
+
+Operator decisions are answers, not errors: 200 with a result code and its zh_CN/en texts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import select
+
+from kvm_protocol.results import LANGS, ResultCode, push_summary
+from webadmin import engine, routing
+from webadmin import models as m
+from webadmin.api_common import (
+    ApiError,
+    Body,
+    RequestError,
+    db_session,
+    json_body,
+    no_unknown_args,
+    services,
+    texts,
+)
+from webadmin.auth import current_device, verify_password
+from webadmin.snapshot import Built
+
+bp = Blueprint("api_seat", __name__, url_prefix="/api/v1/seat")
+
+R = ResultCode
+MAX_TYPED = 4096  # longer than any valid input; the engine answers UNKNOWN_TARGET past its limit
+MODES = ("connect", "push", "fetch")
+
+
+# --- parsers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Login:
+    user: str
+    password: str
+
+
+def parse_login(data: dict[str, Any]) -> Login:
+    b = Body(data)
+    user = b.string("user", max_len=64)
+    password = b.string("password", max_len=256)
+    b.done()
+    return Login(user, password)
+
+
+def parse_typed(data: dict[str, Any]) -> str:
+    b = Body(data)
+    text = b.string("input", max_len=MAX_TYPED)
+    b.done()
+    return str(text)
+
+
+def parse_empty() -> None:
+    """Logout takes no fields: an empty body or ``{}``."""
+    if request.get_data(cache=True).strip():
+        Body(json_body()).done()
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def result_body(code: ResultCode, **extra: Any) -> dict[str, Any]:
+    return {"result": code.value, "text": texts(code), **extra}
+
+
+def _rx() -> m.Device:
+    dev = current_device()
+    if dev.kind != "rx":
+        raise ApiError(403, "FORBIDDEN", "seat calls come from a receiver (Rx)")
+    return dev
+
+
+def _built() -> Built:
+    return services().cache.build(db_session())
+
+
+def _commit_and_notify(notify: set[str] | frozenset[str]) -> None:
+    db_session().commit()
+    if notify:
+        services().hub.notify(notify)
+
+
+# --- views -------------------------------------------------------------------------------
+
+
+@bp.post("/login")
+def login() -> Response:
+    dev = _rx()
+    req = parse_login(json_body())
+    s = db_session()
+    rx_id = str(dev.id)
+    password_hash = s.scalar(select(m.User.password_hash).where(m.User.name == req.user))
+    password_ok = verify_password(password_hash, req.password)
+    built = _built()
+    res = routing.login(s, built, user=req.user, password_ok=password_ok, rx_id=rx_id)
+    _commit_and_notify(res.notify)
+    if res.code is not R.NETWORK_OK:
+        return jsonify(result_body(res.code))
+    who = built.snap.users[req.user]
+    return jsonify(result_body(
+        res.code, user=req.user, role=who.role, lang=built.config.langs.get(req.user, "zh_CN"),
+    ))
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    dev = _rx()
+    parse_empty()
+    res = routing.logout(db_session(), _built(), rx_id=str(dev.id))
+    _commit_and_notify(res.notify)
+    return jsonify(result_body(res.code))
+
+
+@bp.get("/devices")
+def devices() -> Response:
+    no_unknown_args("mode")
+    mode = request.args.get("mode", "connect")
+    if mode not in MODES:
+        raise RequestError("VALIDATION", f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    dev = _rx()
+    built = _built()
+    rx_id = str(dev.id)
+    user = built.session_user(rx_id)
+    if user is None:
+        return jsonify(result_body(R.NOT_LOGGED_IN, mode=mode, rows=[]))
+    rows = engine.device_rows(built.snap, user, rx_id, mode)  # type: ignore[arg-type]
+    return jsonify({
+        "mode": mode,
+        "rows": [{"id": r.id, "name": r.name, "colour": r.colour, "online": r.online}
+                 for r in rows],
+    })
+
+
+def _act(action: str) -> Response:
+    dev = _rx()
+    text = parse_typed(json_body())
+    s = db_session()
+    built = _built()
+    rx_id = str(dev.id)
+    user = built.session_user(rx_id)
+    if user is None:
+        routing.audit(s, actor="", action=action, result=R.NOT_LOGGED_IN.value,
+                      seat=built.seat(rx_id).name, device=rx_id, target=text)
+        s.commit()
+        return jsonify(result_body(R.NOT_LOGGED_IN))
+    decide = {"connect": engine.connect, "push": engine.push, "fetch": engine.fetch}[action]
+    outcome = decide(built.snap, user, rx_id, text)
+    notify = routing.apply_outcome(
+        s, built, outcome, actor=user, rx_id=rx_id, action=action, text=text
+    )
+    _commit_and_notify(notify)
+    extra: dict[str, Any] = {}
+    if action == "push" and outcome.targets:
+        extra["targets"] = [
+            {"id": t.target, "result": t.code.value, "text": texts(t.code)}
+            for t in outcome.targets
+        ]
+        failures = [(t.target, t.code) for t in outcome.targets if not t.code.ok]
+        if failures and len(outcome.targets) > 1:
+            extra["summary"] = {lang: push_summary(failures, lang) for lang in LANGS}
+    return jsonify(result_body(outcome.code, **extra))
+
+
+@bp.post("/connect")
+def connect() -> Response:
+    return _act("connect")
+
+
+@bp.post("/push")
+def push() -> Response:
+    return _act("push")
+
+
+@bp.post("/fetch")
+def fetch() -> Response:
+    return _act("fetch")

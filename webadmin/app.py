@@ -1,0 +1,60 @@
+"""The Flask application factory of the management server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from webadmin import api_common, api_device, api_seat, auth, openapi
+from webadmin.api_common import Services
+from webadmin.config import ServerConfig, from_mapping
+from webadmin.db import Database, ensure_singletons, read_secret_key
+from webadmin.routing import WatchHub
+from webadmin.snapshot import SnapshotCache
+
+log = logging.getLogger("webadmin")
+
+
+def create_app(config: ServerConfig | Mapping[str, Any] | None = None) -> Flask:
+    """Build the server app. `config` is a ServerConfig, a mapping of its keys, or None
+    (defaults plus ``KVM_SERVER_*`` environment). Applies the database migrations."""
+    if config is None:
+        from webadmin.config import load_config
+
+        cfg = load_config()
+    elif isinstance(config, ServerConfig):
+        cfg = config
+    else:
+        cfg = from_mapping(config)
+
+    app = Flask(__name__)
+    app.config.update(
+        DATABASE_URL=cfg.db_url(),
+        SECRET_KEY=read_secret_key(cfg.data_path),
+        JSON_SORT_KEYS=False,
+        KVM_CONFIG=cfg,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+
+    db = Database()
+    db.init_app(app)
+    db.upgrade()
+    with db.begin() as s:
+        ensure_singletons(s)
+    app.extensions["kvm"] = Services(
+        config=cfg, db=db, cache=SnapshotCache(cfg.device_timeout_s), hub=WatchHub()
+    )
+
+    api_common.init_app(app)
+
+    app.register_blueprint(api_device.bp)
+    app.register_blueprint(api_seat.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(openapi.bp)
+    # --- further blueprints register here (admin CRUD API, web UI) ----------------------
+    # from webadmin import api_admin; app.register_blueprint(api_admin.bp)
+    return app

@@ -1,0 +1,316 @@
+"""Build the permission engine's ``Snapshot`` from the database, cheaply.
+
+A decision needs the whole control room (scopes, hotkeys, walls, seats, devices, routing,
+sessions), but most of it changes rarely. The parts are cached by the version counters of
+``server_state`` (moved in the same transaction as the change, see ``webadmin.db``):
+
+- configuration (devices' IDs/names/heads, users + expanded scopes, hotkeys, walls, seats):
+  rebuilt when ``config_version`` moves;
+- reported device state: rebuilt when ``device_version`` moves;
+- routing and sessions: rebuilt when ``routing_version`` moves;
+- liveness: every decision asks only for the devices whose ``last_seen`` is older than
+  ``device_timeout`` (an indexed query that returns the few offline ones).
+
+So a decision costs one small version query, one index query and the engine call; the
+versions live in the database, so this stays right with several server processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from webadmin import engine
+from webadmin import models as m
+
+Versions = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The slowly changing part of a snapshot, with the pk <-> ID maps the server needs."""
+
+    version: int
+    users: Mapping[str, engine.User]
+    hotkeys: Mapping[str, engine.Hotkey]
+    walls: tuple[engine.Wall, ...]
+    seats: tuple[engine.Seat, ...]
+    pk_of: Mapping[str, int]                 # device ID -> pk (adopted devices)
+    id_of: Mapping[int, str]                 # pk -> device ID
+    kinds: Mapping[str, str]
+    names: Mapping[str, str]
+    heads: Mapping[str, int]
+    seat_of: Mapping[str, engine.Seat]       # rx ID -> its seat (an Rx alone is its own seat)
+    user_pk: Mapping[str, int]
+    langs: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Built:
+    """A snapshot plus what the server needs to store decisions made on it."""
+
+    snap: engine.Snapshot
+    config: Config
+    now: dt.datetime
+    offline: frozenset[str] = field(default_factory=frozenset)
+
+    def seat(self, rx_id: str) -> engine.Seat:
+        return self.config.seat_of.get(rx_id) or engine.Seat(rx_id, (rx_id,))
+
+    def seat_key(self, rx_id: str) -> str:
+        """A stable name for the seat of `rx_id` (seat name, or ``rx:<id>`` for a lone Rx)."""
+        seat = self.config.seat_of.get(rx_id)
+        return f"seat:{seat.name}" if seat else f"rx:{rx_id}"
+
+    def session_user(self, rx_id: str) -> str | None:
+        for screen in self.seat(rx_id).screens:
+            name = self.snap.sessions.get(screen)
+            if name is not None:
+                return name
+        return None
+
+    def with_sessions(self, sessions: Mapping[str, str]) -> Built:
+        return replace(self, snap=replace(self.snap, sessions=dict(sessions)))
+
+
+def _load_config(s: Session, version: int) -> Config:
+    devs = s.execute(
+        select(m.Device.pk, m.Device.id, m.Device.kind, m.Device.name, m.Device.heads).where(
+            m.Device.adoption == "adopted", m.Device.id.is_not(None)
+        )
+    ).all()
+    id_of: dict[int, str] = {pk: str(did) for pk, did, *_ in devs}
+    pk_of: dict[str, int] = {str(did): pk for pk, did, *_ in devs}
+
+    # Group memberships, expanded.
+    dgroup: dict[int, list[str]] = defaultdict(list)
+    for gpk, dpk in s.execute(select(m.device_group_members)).all():
+        if dpk in id_of:
+            dgroup[gpk].append(id_of[dpk])
+    ugroup: dict[int, list[int]] = defaultdict(list)
+    for gpk, upk in s.execute(select(m.user_group_members)).all():
+        ugroup[gpk].append(upk)
+
+    scope: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for g in s.execute(select(m.Grant)).scalars():
+        objs = [id_of[g.device_pk]] if g.device_pk in id_of else dgroup.get(
+            g.device_group_pk or -1, []
+        )
+        subjects = [g.user_pk] if g.user_pk is not None else ugroup.get(g.user_group_pk or -1, [])
+        key = g.scope
+        if g.scope == "view":
+            key = "view_only" if g.access == "view-only" else "view_control"
+        for upk in subjects:
+            scope[upk][key].update(objs)
+            if g.scope == "login":
+                scope[upk]["login_given"].add("")
+
+    users: dict[str, engine.User] = {}
+    user_pk: dict[str, int] = {}
+    langs: dict[str, str] = {}
+    for u in s.execute(select(m.User.pk, m.User.name, m.User.role, m.User.enabled, m.User.lang)):
+        sc = scope.get(u.pk, {})
+        control = sc.get("view_control", set())
+        view_only = sc.get("view_only", set()) - control  # a control grant wins
+        scopes = engine.Scopes(
+            view=frozenset(control | view_only),
+            view_only=frozenset(view_only),
+            push=frozenset(sc.get("push", ())),
+            fetch=frozenset(sc.get("fetch", ())),
+            login=frozenset(sc.get("login", ())) if "login_given" in sc else None,
+        )
+        users[u.name] = engine.User(u.name, u.role, bool(u.enabled), scopes)
+        user_pk[u.name] = u.pk
+        langs[u.name] = u.lang
+
+    hotkeys: dict[str, list[str]] = defaultdict(list)
+    keys: dict[int, str] = {pk: k for pk, k in s.execute(select(m.Hotkey.pk, m.Hotkey.key))}
+    for hpk, dpk in s.execute(
+        select(m.HotkeyTarget.hotkey_pk, m.HotkeyTarget.device_pk).order_by(
+            m.HotkeyTarget.hotkey_pk, m.HotkeyTarget.position
+        )
+    ):
+        if dpk in id_of:
+            hotkeys[keys[hpk]].append(id_of[dpk])
+    hk = {k.lower(): engine.Hotkey(k, tuple(t)) for k, t in hotkeys.items() if t}
+
+    walls = []
+    for w in s.execute(select(m.Wall).order_by(m.Wall.name)).scalars():
+        tiles = tuple(id_of[t.device_pk] for t in w.tiles if t.device_pk in id_of)
+        walls.append(engine.Wall(w.name, w.rows, w.cols, tiles, bool(w.splice)))
+    seats = []
+    seat_of: dict[str, engine.Seat] = {}
+    for st in s.execute(select(m.Seat).order_by(m.Seat.name)).scalars():
+        screens = tuple(id_of[sc.device_pk] for sc in st.screens if sc.device_pk in id_of)
+        if screens:
+            seat = engine.Seat(st.name, screens)
+            seats.append(seat)
+            for rx in screens:
+                seat_of[rx] = seat
+    return Config(
+        version=version,
+        users=users,
+        hotkeys=hk,
+        walls=tuple(walls),
+        seats=tuple(seats),
+        pk_of=pk_of,
+        id_of=id_of,
+        kinds={str(did): kind for _, did, kind, _, _ in devs},
+        names={str(did): name for _, did, _, name, _ in devs},
+        heads={str(did): heads for _, did, _, _, heads in devs},
+        seat_of=seat_of,
+        user_pk=user_pk,
+        langs=langs,
+    )
+
+
+def _video(reported: Any) -> tuple[bool, ...]:
+    """Video per head from a Tx's last report; () (= all present) when it never said."""
+    if not isinstance(reported, list):
+        return ()
+    by_head = {
+        h["head"]: bool(h.get("video", True))
+        for h in reported
+        if isinstance(h, dict) and isinstance(h.get("head"), int)
+    }
+    if not by_head:
+        return ()
+    return tuple(by_head.get(i, True) for i in range(1, max(by_head) + 1))
+
+
+def _load_devices(s: Session, cfg: Config) -> dict[str, engine.Device]:
+    rows = s.execute(
+        select(
+            m.Device.id, m.Device.online, m.Device.network_up, m.Device.stream_ok,
+            m.Device.reported_heads,
+        ).where(m.Device.adoption == "adopted", m.Device.id.is_not(None))
+    ).all()
+    out = {}
+    for did, online, net, stream, reported in rows:
+        if did not in cfg.kinds:
+            continue
+        out[did] = engine.Device(
+            id=did,
+            kind=cfg.kinds[did],  # type: ignore[arg-type]
+            name=cfg.names[did],
+            heads=cfg.heads[did],
+            online=bool(online),
+            video=_video(reported) if cfg.kinds[did] == "tx" else (),
+            stream_ok=bool(stream),
+            network_up=bool(net),
+        )
+    return out
+
+
+def _load_routing(
+    s: Session, cfg: Config
+) -> tuple[dict[str, tuple[engine.Route | None, ...]], dict[str, str]]:
+    per_rx: dict[str, dict[int, engine.Route | None]] = defaultdict(dict)
+    for r in s.execute(
+        select(m.Route.rx_pk, m.Route.head, m.Route.tx_pk, m.Route.tx_head, m.Route.set_by,
+               m.Route.pushed)
+    ):
+        rx = cfg.id_of.get(r.rx_pk)
+        if rx is None:
+            continue
+        tx = cfg.id_of.get(r.tx_pk) if r.tx_pk is not None else None
+        per_rx[rx][r.head] = (
+            engine.Route(tx, r.tx_head or 1, r.set_by, bool(r.pushed)) if tx else None
+        )
+    routing = {
+        rx: tuple(heads.get(h) for h in range(1, max(cfg.heads.get(rx, 1), max(heads)) + 1))
+        for rx, heads in per_rx.items()
+    }
+    names = {pk: n for n, pk in cfg.user_pk.items()}
+    sessions = {}
+    for rx_pk, upk in s.execute(select(m.SeatSession.rx_pk, m.SeatSession.user_pk)):
+        rx = cfg.id_of.get(rx_pk)
+        if rx is not None and upk in names:
+            sessions[rx] = names[upk]
+    return routing, sessions
+
+
+class SnapshotCache:
+    """Per-process cache of the snapshot parts, keyed by the database's version counters."""
+
+    def __init__(self, device_timeout_s: float) -> None:
+        self.device_timeout = dt.timedelta(seconds=device_timeout_s)
+        self._lock = threading.Lock()
+        self._config: Config | None = None
+        self._devices: tuple[tuple[int, int], dict[str, engine.Device]] | None = None
+        self._routing: tuple[tuple[int, int], Any] | None = None
+        self._live: tuple[Any, frozenset[str], dict[str, engine.Device]] | None = None
+        self.builds = {"config": 0, "devices": 0, "routing": 0}  # for tests and benchmarks
+
+    def versions(self, s: Session) -> Versions:
+        row = s.execute(
+            select(
+                m.ServerState.config_version, m.ServerState.device_version,
+                m.ServerState.routing_version,
+            ).where(m.ServerState.pk == 1)
+        ).one()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def stale(self, s: Session, now: dt.datetime) -> frozenset[str]:
+        """Adopted devices not heard from within the timeout (never heard from included)."""
+        cutoff = now - self.device_timeout
+        return frozenset(
+            str(did) for did in s.scalars(
+                select(m.Device.id).where(
+                    m.Device.adoption == "adopted",
+                    m.Device.id.is_not(None),
+                    or_(m.Device.last_seen.is_(None), m.Device.last_seen < cutoff),
+                )
+            )
+        )
+
+    def build(self, s: Session, now: dt.datetime | None = None) -> Built:
+        """The snapshot as of the session's transaction."""
+        now = now or m.utcnow()
+        cv, dv, rv = self.versions(s)
+        stale = self.stale(s, now)
+        with self._lock:
+            cfg = self._config
+            if cfg is None or cfg.version != cv:
+                cfg = self._config = _load_config(s, cv)
+                self.builds["config"] += 1
+            if self._devices is None or self._devices[0] != (cv, dv):
+                self._devices = ((cv, dv), _load_devices(s, cfg))
+                self._live = None
+                self.builds["devices"] += 1
+            if self._routing is None or self._routing[0] != (cv, rv):
+                self._routing = ((cv, rv), _load_routing(s, cfg))
+                self.builds["routing"] += 1
+            devices = self._devices[1]
+            live = self._live
+            if live is None or live[0] != self._devices[0] or live[1] != stale:
+                merged = dict(devices)
+                for did in stale & merged.keys():
+                    merged[did] = replace(merged[did], online=False)
+                live = self._live = (self._devices[0], stale, merged)
+            routing, sessions = self._routing[1]
+        snap = engine.Snapshot(
+            devices=live[2],
+            users=cfg.users,
+            hotkeys=cfg.hotkeys,
+            walls=cfg.walls,
+            seats=cfg.seats,
+            routing=routing,
+            sessions=sessions,
+        )
+        return Built(snap, cfg, now, frozenset(stale))
+
+
+def screens_of(built: Built, rx_ids: Iterable[str]) -> set[str]:
+    """Every screen of the seats of `rx_ids`."""
+    out: set[str] = set()
+    for rx in rx_ids:
+        out.update(built.seat(rx).screens)
+    return out
