@@ -35,49 +35,22 @@ class LabTopology:
     sim_config: dict[str, Any] = field(default_factory=dict)
 
 
-TX_HINTS = ("video", "power", "network", "stream", "firmware")
-RX_HINTS = ("power", "network", "firmware")
-
-
-def _device(dev: Any, hints: tuple[str, ...], path: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": dev.id, "heads": dev.heads}
-    if dev.kind == "tx" and dev.name:
-        out["name"] = dev.name
-    out["serial"] = dev.serial or default_serial(dev.kind, dev.id)
-    for key, value in (dev.sim or {}).items():
-        if key not in hints:
-            raise TopologyError(
-                f"{path}.sim.{key}: not a simulator hint for a {dev.kind}; "
-                f"known: {', '.join(hints)}"
-            )
-        out[key] = value
-    return out
-
-
 def translate(room: Any) -> LabTopology:
-    """The simulator config (firmware_sim.config) for a parsed `webadmin.topology.RoomConfig`."""
-    sim: dict[str, Any] = {
-        "tx": [_device(d, TX_HINTS, f"tx[{i}]") for i, d in enumerate(room.tx)],
-        "rx": [_device(d, RX_HINTS, f"rx[{i}]") for i, d in enumerate(room.rx)],
-        "seats": [{"name": s.name, "screens": list(s.screens)} for s in room.seats],
-        "walls": [
-            {
-                "name": w.name,
-                "rows": w.rows,
-                "cols": w.cols,
-                "tiles": list(w.tiles),
-                "splice": w.splice,
-            }
-            for w in room.walls
-        ],
-    }
+    """The simulator config for a parsed `webadmin.topology.RoomConfig`, checked by the sim."""
+    from webadmin.topology import sim_document
+
+    sim = sim_document(room)
+    for tx in sim["tx"]:
+        # A Tx without a name in the topology: the simulator then names it itself.
+        if not tx.get("name"):
+            tx.pop("name", None)
     try:
-        parse_config(sim)
+        parsed = parse_config(sim)
     except ConfigError as exc:
         raise TopologyError(f"the simulator cannot run this topology: {exc}") from None
     return LabTopology(
-        tx=[DeviceRef(d["id"], d["serial"], d["heads"]) for d in sim["tx"]],
-        rx=[DeviceRef(d["id"], d["serial"], d["heads"]) for d in sim["rx"]],
+        tx=[DeviceRef(d.id, d.serial or default_serial("tx", d.id), d.heads) for d in parsed.tx],
+        rx=[DeviceRef(d.id, d.serial or default_serial("rx", d.id), d.heads) for d in parsed.rx],
         sim_config=sim,
     )
 
