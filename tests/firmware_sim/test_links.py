@@ -1,0 +1,203 @@
+"""The device links over real sockets, with the real codec and session on the host side."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from firmware_sim.simulator import SimError, Simulator
+from kvm_protocol.messages import (
+    DeviceKind,
+    HeadStatus,
+    KeyForward,
+    KeyInput,
+    NetworkStatus,
+    OsdOverlay,
+    ScreenSelect,
+    StatusRequest,
+    SwitchHead,
+    SwitchResult,
+    SwitchStatus,
+    VideoStatus,
+)
+from kvm_protocol.session import Acked, LinkUp, ProtocolIssue
+from tests.firmware_sim.conftest import Host, room_config
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(room_config()) as s:
+        yield s
+
+
+def connect(sim: Simulator, device: str) -> Host:
+    host = Host(sim.ports()[device]["url"])
+    host.wait_for(lambda e: isinstance(e, LinkUp), what="LinkUp")
+    return host
+
+
+def rx_state(sim: Simulator, rx: str) -> dict:
+    return next(d for d in sim.state()["rx"] if d["id"] == rx)
+
+
+def test_handshake_tells_who_is_there(sim: Simulator) -> None:
+    host = Host(sim.ports()["5001"]["url"])
+    up = host.wait_for(lambda e: isinstance(e, LinkUp), what="LinkUp")
+    assert (up.identity.kind, up.identity.serial, up.identity.heads) == (
+        DeviceKind.RX, "SIM-RX-5001", 2)
+    assert up.identity.firmware == "RX-FW 2.4.1-sim"
+    tx = connect(sim, "0003")
+    assert tx.session.identity is not None
+    assert (tx.session.identity.kind, tx.session.identity.heads) == (DeviceKind.TX, 4)
+    assert rx_state(sim, "5001")["link"]["connected"] is True
+
+
+def test_switch_head_answers_and_reports(sim: Simulator) -> None:
+    host = connect(sim, "5001")
+    seq = host.send(SwitchHead(1, "0001", 1))
+    result = host.received(SwitchResult)
+    assert result == SwitchResult(seq, 1, SwitchStatus.OK)
+    assert host.received(HeadStatus) == HeadStatus(1, "0001", 1, True)
+    assert rx_state(sim, "5001")["heads"][0] == {"head": 1, "source": "0001:1", "video": True}
+    seq = host.send(SwitchHead(2, "0002", 1))
+    sim.fault("0002", "power-off")        # may land before or after: either way it is reported
+    result = host.received(SwitchResult)
+    assert result.request_seq == seq and result.head == 2
+
+
+def test_faults_reach_the_host(sim: Simulator) -> None:
+    host = connect(sim, "5003")
+    host.send(SwitchHead(1, "0002", 1))
+    host.received(SwitchResult)
+    host.received(HeadStatus)
+    sim.fault("0002", "video-off")
+    assert host.received(HeadStatus) == HeadStatus(1, "0002", 1, False)
+    sim.fault("5003", "network-down")
+    assert host.received(NetworkStatus) == NetworkStatus(False)
+    tx = connect(sim, "0002")
+    sim.fault("0002", "video-on")
+    assert tx.received(VideoStatus) == VideoStatus(1, True)
+
+
+def test_keys_pressed_arrive_as_key_input(sim: Simulator) -> None:
+    host = connect(sim, "5003")
+    answer = sim.press("5003", "Shift+O")
+    assert answer["delivered_to"] == ["5003"]
+    got = [host.received(KeyInput) for _ in range(4)]
+    assert got[1] == KeyInput(0x12, 0x02, True)
+    assert sim.type_text("5003", "ok")["delivered_to"] == ["5003"]
+    assert [host.received(KeyInput).usage for _ in range(4)] == [0x12, 0x12, 0x0E, 0x0E]
+
+
+def test_cross_screen_seat_over_links(sim: Simulator) -> None:
+    a, b = connect(sim, "5001"), connect(sim, "5002")
+    a.send(StatusRequest())
+    assert a.received(ScreenSelect) == ScreenSelect(True, 1)
+    sim.press("seat-A", "F7+2")
+    assert a.received(ScreenSelect) == ScreenSelect(False, 1)
+    assert b.received(ScreenSelect) == ScreenSelect(True, 2)
+    sim.press("seat-A", "X")
+    assert b.received(KeyInput).usage == 0x1B
+    sim.mouse_to_screen("seat-A", 1)
+    assert a.received(ScreenSelect) == ScreenSelect(True, 1)
+
+
+def test_key_forward_types_on_the_computer(sim: Simulator) -> None:
+    host = connect(sim, "5003")
+    host.send(SwitchHead(1, "0003", 1))
+    host.received(SwitchResult)
+    for usage in (0x0B, 0x0C):                       # "h", "i"
+        host.send(KeyForward(usage, 0, True))
+        host.send(KeyForward(usage, 0, False))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        host.pump()
+        tx = next(d for d in sim.state()["tx"] if d["id"] == "0003")
+        if tx["computer"]["key_count"] == 4:
+            break
+    assert tx["computer"] == {"text": "hi", "key_count": 4}
+
+
+def test_overlay_command(sim: Simulator) -> None:
+    host = connect(sim, "5003")
+    host.send(OsdOverlay(True))
+    host.wait_for(lambda e: isinstance(e, Acked) and isinstance(e.message, OsdOverlay))
+    assert rx_state(sim, "5003")["overlay"] is True
+
+
+def test_garbage_then_the_link_recovers(sim: Simulator) -> None:
+    host = connect(sim, "5003")
+    # noise, a false sync with an absurd length, and an intact frame of an unknown type
+    sim.inject_garbage("5003", b"\x00\xff\xa5\x5a\xff\xff" + bytes(range(40)))
+    sim.inject_garbage("5003", bytes.fromhex("a55a0000ee00") + b"\x00\x00")
+    host.send(StatusRequest())
+    assert host.received(HeadStatus) == HeadStatus(1, "", 0, False)
+    host.send(SwitchHead(1, "0001", 1))
+    assert host.received(SwitchResult).status is SwitchStatus.OK
+    assert host.session.link_up
+    assert host.session.stats["discarded_bytes"] > 0 or any(
+        isinstance(e, ProtocolIssue) for e in host.events)
+
+
+def test_a_new_connection_replaces_the_old(sim: Simulator) -> None:
+    old = connect(sim, "5002")
+    new = connect(sim, "5002")
+    deadline = time.monotonic() + 5
+    while not old.closed and time.monotonic() < deadline:
+        old.pump()
+    assert old.closed
+    new.send(SwitchHead(1, "0002", 1))
+    assert new.received(SwitchResult).status is SwitchStatus.OK
+    assert rx_state(sim, "5002")["link"]["counters"]["replaced"] == 1
+
+
+def test_power_cycle_silences_and_reboots(sim: Simulator) -> None:
+    host = connect(sim, "5003")
+    host.send(SwitchHead(1, "0001", 1))
+    host.received(SwitchResult)
+    host.received(HeadStatus)
+    sim.fault("5003", "power-off")
+    host.events.clear()
+    host.send(StatusRequest())
+    t_end = time.monotonic() + 0.3
+    while time.monotonic() < t_end:
+        host.pump()
+    assert not any(
+        getattr(e, "message", None).__class__ in (HeadStatus, NetworkStatus) for e in host.events
+    )
+    sim.fault("5003", "power-on")                     # boots and announces itself (Hello)
+    assert rx_state(sim, "5003")["link"]["counters"]["boots"] == 1
+    host.send(StatusRequest())
+    assert host.received(HeadStatus) == HeadStatus(1, "", 0, False)   # booted empty
+
+
+def test_api_errors(sim: Simulator) -> None:
+    with pytest.raises(SimError, match="no host is connected"):
+        sim.inject_garbage("5003", b"\x00")
+    with pytest.raises(SimError, match="no device"):
+        sim.inject_garbage("7777", b"\x00")
+    with pytest.raises(SimError, match="unknown key name"):
+        sim.press("5003", "Shift+Banana")
+    with pytest.raises(SimError, match="no seat or Rx"):
+        sim.press("nowhere", "A")
+    with pytest.raises(SimError, match="unknown fault"):
+        sim.fault("0001", "melt")
+    with pytest.raises(SimError, match="cannot type"):
+        sim.type_text("5003", "日本")
+
+
+def test_fixed_ports_from_base(tmp_path: object) -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    base = probe.getsockname()[1] - 1
+    probe.close()
+    if base + 5001 > 65535:
+        base = 20000
+    cfg = room_config(tx=[{"id": "0001"}], rx=[], seats=[], walls=[])
+    with Simulator({**cfg, "base_port": base}) as s:
+        assert s.ports()["0001"]["port"] == base + 1
+    with Simulator({**cfg, "base_port": base}) as s, pytest.raises(SimError, match="cannot listen"):
+        Simulator({**cfg, "base_port": base}).start()
