@@ -231,6 +231,11 @@ class Lab:
     def garbage(self, device: str, count: int = 64) -> None:
         """Inject `count` random bytes into the serial link of `device`."""
         self.check_device(device)
+        if device in self.info.tx:
+            raise LabError(
+                f"nothing reads the serial link of Tx {device} in the lab: the Tx gateway "
+                "reports Tx state to the server instead (docs/LAB.md); inject garbage into an Rx"
+            )
         if not 1 <= count <= 65536:
             raise LabError("garbage byte count must be 1..65536")
         self._sim(

@@ -44,7 +44,7 @@ def merge_state(sim: Mapping[str, Any], osds: Mapping[str, Mapping[str, Any] | N
                 "power": tx.get("power"),
                 "network": tx.get("network"),
                 "stream_ok": tx.get("stream_ok"),
-                "video": bool(video) and all(video),
+                "video": any(bool(v) for v in video),
                 "heads": [{"head": i + 1, "video": bool(v)} for i, v in enumerate(video)],
                 "received": computer.get("text", ""),
             }
@@ -76,6 +76,7 @@ def merge_state(sim: Mapping[str, Any], osds: Mapping[str, Mapping[str, Any] | N
                 "wall": rx.get("wall"),
                 "overlay": rx.get("overlay"),
                 "controller": osd is not None,
+                "link": rx.get("link"),
                 "heads": heads,
                 "osd": view,
             }

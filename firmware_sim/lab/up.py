@@ -301,7 +301,7 @@ class LabRunner:
                     "--config",
                     str(self.work / "sim.yaml"),
                     "--control-port",
-                    str(self.sim_port),
+                    "0",
                     "--ports-file",
                     str(ports_file),
                 ],
@@ -309,14 +309,16 @@ class LabRunner:
             )
         )
         child.start()
-        ok = wait_until(
-            lambda: ports_file.exists() and http_answers(self.sim_url + "/state"),
-            START_TIMEOUT_S,
-            alive=child.alive,
-        )
-        if not ok:
+        if not wait_until(ports_file.exists, START_TIMEOUT_S, alive=child.alive):
             raise UpError(f"the simulator did not come up; see {child.log_path}")
-        self.serial_ports = _read_ports_file(ports_file)
+        self.serial_ports, control_url = _read_ports_file(ports_file)
+        if control_url is None or not control_url.startswith("http://127.0.0.1:"):
+            raise UpError(f"the simulator's ports file {ports_file} names no control URL")
+        self.sim_port = int(control_url.rsplit(":", 1)[1].rstrip("/"))
+        if not wait_until(
+            lambda: http_answers(self.sim_url + "/state"), START_TIMEOUT_S, alive=child.alive
+        ):
+            raise UpError(f"the simulator's control server does not answer; see {child.log_path}")
         assert self.topology is not None
         missing = [
             d.id for d in (*self.topology.tx, *self.topology.rx) if d.id not in self.serial_ports
@@ -420,7 +422,6 @@ class LabRunner:
         if self.opts.port is not None and not port_free(self.opts.port):
             raise UpError(f"port {self.opts.port} is in use; pick another --port or leave it out")
         self.server_port = self.opts.port or free_port()
-        self.sim_port = free_port()
         self.write_configs()
         _say(f"Starting the management server on {self.server_url} ...")
         self.start_server()
@@ -585,24 +586,21 @@ Drive it from another shell:
             self.poll()
 
 
-def _read_ports_file(path: Path) -> dict[str, str]:
-    """The simulator's ports file: device ID → serial URL."""
+def _read_ports_file(path: Path) -> tuple[dict[str, str], str | None]:
+    """The simulator's ports file: (device ID → serial URL, control URL)."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UpError(f"cannot read the simulator's ports file {path}: {exc}") from None
-    devices = raw.get("devices", raw) if isinstance(raw, dict) else None
+    devices = raw.get("devices") if isinstance(raw, dict) else None
     if not isinstance(devices, dict):
-        raise UpError(f"{path} is not a ports file (expected device ID → serial URL)")
+        raise UpError(f"{path} is not a ports file (expected devices: ID → {{url}})")
     out: dict[str, str] = {}
     for key, value in devices.items():
-        if isinstance(value, str):
-            out[str(key)] = value
-        elif isinstance(value, int):
-            out[str(key)] = f"socket://127.0.0.1:{value}"
-        elif isinstance(value, dict) and isinstance(value.get("url"), str):
+        if isinstance(value, dict) and isinstance(value.get("url"), str):
             out[str(key)] = value["url"]
-    return out
+    control = raw.get("control_url")
+    return out, control if isinstance(control, str) else None
 
 
 def run_up(opts: UpOptions) -> int:
