@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
 from webadmin import models as m
 from webadmin.app import create_app
-from webadmin.auth import hash_password, hash_secret
+from webadmin.auth import hash_secret
 from webadmin.db import Database, init_data_dir, normalise_url
 
 ADMIN_PASSWORD = "admin123"
@@ -34,10 +35,14 @@ PASSWORDS = {"hxfj": "123456", "guest": "guest123", "viewer": "viewer123", "admi
 _HASHES: dict[str, str] = {}
 
 
+# argon2 is slow on purpose; a verify uses the parameters stored in the hash, so the seeded
+# users get cheap (but real argon2id) hashes to keep the suite fast.
+_FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
 def password_hash(user: str) -> str:
-    """argon2 hashes are slow on purpose: make each one once per test run."""
     if user not in _HASHES:
-        _HASHES[user] = hash_password(PASSWORDS[user])
+        _HASHES[user] = _FAST.hash(PASSWORDS[user])
     return _HASHES[user]
 
 
