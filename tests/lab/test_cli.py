@@ -27,7 +27,7 @@ SIM_CONFIG = {
     "rx": [{"id": "5001"}, {"id": "5002"}],
     "seats": [{"name": "seat-A", "screens": ["5001"]}],
 }
-OSD = {
+OSD: dict[str, Any] = {
     "screen": "login",
     "mode": "connect",
     "input": "",
