@@ -162,9 +162,17 @@ def sync_problems(
             continue
         if not rx.get("network"):
             continue
-        if "synced" in osd:
-            if not osd["synced"]:
-                problems.append(f"controller of Rx {rx_id} not in sync with the server")
-        elif osd.get("screen") == "login" and osd.get("status") != ok_text:
-            problems.append(f"Rx {rx_id} login screen says {osd.get('status')!r}")
+        # The controller host reports its link, adoption, server and reconcile state.
+        for key, what in (
+            ("link_up", "serial link down"),
+            ("adopted", "not adopted"),
+            ("server_ok", "not talking to the server"),
+            ("converged", "screens not yet equal to the desired routing"),
+        ):
+            if key in osd and not osd[key]:
+                problems.append(f"controller of Rx {rx_id}: {what}")
+                break
+        else:
+            if osd.get("screen") == "login" and osd.get("status") != ok_text:
+                problems.append(f"Rx {rx_id} login screen says {osd.get('status')!r}")
     return problems

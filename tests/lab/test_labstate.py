@@ -139,6 +139,16 @@ def test_sync_problems() -> None:
     )
     assert waiting == ["Rx 5001 login screen says '网络断开'"]
     synced = sync_problems(
-        SIM, {"5001": {**OSD_MENU, "synced": False}, "5002": ok_login}, {"S1"}, {"S1": "0001"}
+        SIM,
+        {"5001": {**OSD_MENU, "server_ok": True, "converged": False}, "5002": ok_login},
+        {"S1"},
+        {"S1": "0001"},
     )
-    assert synced == ["controller of Rx 5001 not in sync with the server"]
+    assert synced == ["controller of Rx 5001: screens not yet equal to the desired routing"]
+    down = sync_problems(
+        SIM,
+        {"5001": {**OSD_MENU, "link_up": False, "converged": False}, "5002": ok_login},
+        {"S1"},
+        {"S1": "0001"},
+    )
+    assert down == ["controller of Rx 5001: serial link down"]
