@@ -13,7 +13,8 @@ Hold-back rules (docs/OSD.md has the reasoning):
 - A queue is given back unchanged (flushed) on the first press that does not continue
   the chord, or by ``tick`` once ``window_ms`` has passed since the first chord press:
   a lone Shift+O reaches the computer at most one window (plus one tick) late.
-- When the chord completes, its key presses and their releases are dropped; the other
+- When the chord completes, its key presses and their releases are dropped (a release
+  that comes after the chord fired too, unless the key was pressed again); the other
   queued events (Shift down/up, releases of unrelated keys) are forwarded in order.
   The computer thus sees Shift taps but never an O.
 """
@@ -135,6 +136,7 @@ class ChordDetector:
     _step: int = 0
     _start: float = 0.0
     _down: set[int] = field(default_factory=set)  # chord keys pressed and not yet released
+    _swallow: set[int] = field(default_factory=set)  # chord keys down when it fired
 
     @property
     def holding(self) -> bool:
@@ -163,6 +165,11 @@ class ChordDetector:
         forward: list[KeyEvent] = []
         if self._queue and now_ms - self._start > self.chord.window_ms:
             forward.extend(self.flush())
+        if key.pressed:
+            self._swallow.discard(key.usage)
+        elif key.usage in self._swallow:
+            self._swallow.discard(key.usage)
+            return ChordOutput(tuple(forward))  # the release of the press that opened the OSD
         steps = self.chord.steps
         if self._queue:
             if steps[self._step].matches(key):
@@ -170,7 +177,9 @@ class ChordDetector:
                 self._step += 1
                 if self._step == len(steps):
                     forward.extend(h.key for h in self._queue if not h.chord_key)
+                    swallow = set(self._down)
                     self._reset()
+                    self._swallow = swallow
                     return ChordOutput(tuple(forward), fired=True)
                 return ChordOutput(tuple(forward))
             if not key.pressed:
@@ -184,6 +193,7 @@ class ChordDetector:
             forward.extend(self.flush())
         if steps[0].matches(key):
             if len(steps) == 1:
+                self._swallow = {key.usage}
                 return ChordOutput(tuple(forward), fired=True)
             self._start = now_ms
             self._step = 1
