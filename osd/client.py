@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import random
 import re
 import secrets
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,16 +99,6 @@ class SessionInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    chord: str = "Shift+O Shift+O"
-    chord_window_ms: int = 600
-    lang: Lang = "zh_CN"
-    auto_close_ms: int = 1000
-    idle_close_s: int = 60
-    idle_logout_s: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class SeatInfo:
     name: str
     screens: tuple[str, ...]
@@ -118,7 +111,7 @@ class Watched:
     generation: int
     routing: tuple[RouteEntry, ...]
     session: SessionInfo | None
-    settings: Settings
+    settings: Mapping[str, Any]   # as sent; ``osd.events.Settings.from_api`` validates it
     seat: SeatInfo | None
     id: str
     name: str
@@ -382,17 +375,9 @@ def parse_watch(body: Any) -> Watched:
             lang=_lang(s.get("lang"), "zh_CN") or "zh_CN",
             keys_allowed=_bool(s, "keys_allowed", True),
         )
-    settings = Settings()
-    if d.get("settings") is not None:
-        st = _obj(d["settings"], "settings")
-        settings = Settings(
-            chord=_str(st, "chord", settings.chord),
-            chord_window_ms=_int(st, "chord_window_ms", settings.chord_window_ms),
-            lang=_lang(st.get("lang"), settings.lang) or settings.lang,
-            auto_close_ms=_int(st, "auto_close_ms", settings.auto_close_ms),
-            idle_close_s=_int(st, "idle_close_s", settings.idle_close_s),
-            idle_logout_s=_int(st, "idle_logout_s", settings.idle_logout_s),
-        )
+    settings = d.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise BadAnswer("'settings' is not an object")
     seat = None
     if d.get("seat") is not None:
         se = _obj(d["seat"], "seat")
@@ -459,9 +444,10 @@ class ServerClient:
         self.call_timeout = call_timeout
         self.connect_timeout = connect_timeout
         self.watch_timeout = watch_timeout
-        self._tracker = _SocketTracker()
-        self._calls = _new_session(self._tracker)
-        self._watch = _new_session(self._tracker)
+        self._calls_tracker = _SocketTracker()
+        self._watch_tracker = _SocketTracker()
+        self._calls = _new_session(self._calls_tracker)
+        self._watch = _new_session(self._watch_tracker)
         self._calls_lock = threading.Lock()
         self._watch_lock = threading.Lock()
 
@@ -502,9 +488,10 @@ class ServerClient:
     def watch(self, generation: int, timeout: float | None = None) -> WatchOutcome:
         """Long poll: returns when the generation passes ``generation`` or at ``timeout``."""
         wait = self.watch_timeout if timeout is None else timeout
+        wait_s = max(0, math.ceil(wait))   # the server takes whole seconds
         res = self._request(
-            "GET", f"/api/v1/device/watch?generation={int(generation)}&timeout={wait:g}", None,
-            read_timeout=wait + 5.0, session=self._watch, lock=self._watch_lock,
+            "GET", f"/api/v1/device/watch?generation={int(generation)}&timeout={wait_s}", None,
+            read_timeout=wait_s + 5.0, session=self._watch, lock=self._watch_lock,
         )
         if isinstance(res, (ServerUnreachable, Pending, Refused)):
             return res
@@ -550,7 +537,12 @@ class ServerClient:
 
     def abort(self) -> None:
         """Shut down in-flight requests (a blocked long poll returns ``ServerUnreachable``)."""
-        self._tracker.abort()
+        self._calls_tracker.abort()
+        self._watch_tracker.abort()
+
+    def abort_watch(self) -> None:
+        """Shut down only the long poll in flight, if any."""
+        self._watch_tracker.abort()
 
     def close(self) -> None:
         self.abort()
@@ -573,6 +565,19 @@ class ServerClient:
                  auth: bool = True, read_timeout: float | None = None,
                  session: requests.Session | None = None,
                  lock: threading.Lock | None = None) -> tuple[int, Any] | Failure:
+        res = self._request_once(method, path, body, auth=auth, read_timeout=read_timeout,
+                                 session=session, lock=lock)
+        if res == _BUSY and session is None:
+            # 503 means "nothing was done, try again" (e.g. a busy database): once, soon.
+            time.sleep(random.uniform(0.05, 0.15))
+            res = self._request_once(method, path, body, auth=auth, read_timeout=read_timeout,
+                                     session=session, lock=lock)
+        return res
+
+    def _request_once(self, method: str, path: str, body: dict[str, Any] | None, *,
+                      auth: bool, read_timeout: float | None,
+                      session: requests.Session | None,
+                      lock: threading.Lock | None) -> tuple[int, Any] | Failure:
         headers = {"Accept": "application/json"}
         if auth:
             headers["Authorization"] = f"Device {self.serial}:{self._secret}"
@@ -598,13 +603,16 @@ class ServerClient:
             if 200 <= status < 300:
                 return ServerUnreachable(f"bad JSON from server (HTTP {status})")
         if status >= 500 or status < 200 or 300 <= status < 400:
-            return ServerUnreachable(f"server error (HTTP {status})")
+            return _BUSY if status == 503 else ServerUnreachable(f"server error (HTTP {status})")
         if status >= 400:
             code, message = _error_of(data, status)
             if code == "PENDING":
                 return Pending()
             return Refused(status, code, message)
         return status, data
+
+
+_BUSY = ServerUnreachable("server busy (HTTP 503)")
 
 
 def _error_of(data: Any, status: int) -> tuple[str, str]:

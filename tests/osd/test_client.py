@@ -117,7 +117,7 @@ class FakeServer:
             return self._json({"generation": self.generation})
         if req.path == "/api/v1/device/watch":
             seen = int(req.args["generation"])
-            timeout = float(req.args.get("timeout", 25))
+            timeout = int(req.args.get("timeout", 25))   # whole seconds, like the server
             with self.cond:
                 self.cond.wait_for(lambda: self.generation > seen, timeout)
                 return self._json({
@@ -248,7 +248,7 @@ def test_watch_answers_at_once_when_behind_and_parses_everything(
     assert out.generation == app.generation
     assert out.routing == (RouteEntry(1, ("0007", 1), "hxfj", True),)
     assert out.session == SessionInfo("hxfj", "operator", "en", keys_allowed=False)
-    assert out.settings.chord_window_ms == 500
+    assert out.settings["chord_window_ms"] == 500
     assert out.seat is not None and out.seat.screens == ("5001",)
     assert (out.id, out.name) == ("5001", "Rx one")
     client.close()
@@ -272,7 +272,7 @@ def test_watch_is_released_by_a_change(fake: tuple[FakeServer, str]) -> None:
 def test_watch_timeout_returns_the_same_generation(fake: tuple[FakeServer, str]) -> None:
     app, _ = fake
     client = adopted_client(fake)
-    out = client.watch(app.generation, timeout=0.2)
+    out = client.watch(app.generation, timeout=0.4)   # rounded up to whole seconds
     assert isinstance(out, Watched) and out.generation == app.generation
     client.close()
 
