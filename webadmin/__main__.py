@@ -1,11 +1,141 @@
-"""Entry point (being built; see the open issues)."""
+"""``kvm-server``: run the management server under gevent's WSGI server.
 
+    kvm-server --config server.yaml [--data DIR] [--host HOST] [--port PORT]
+
+gevent is patched in first thing, so that every request is a greenlet: a device's long
+poll (``device/watch``) costs a few KiB, not a thread, and thousands can wait at once.
+"""
+
+from __future__ import annotations
+
+import argparse
 import sys
 
 
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="kvm-server", description="kvm-seat management server")
+    p.add_argument("--config", metavar="FILE", help="YAML configuration file")
+    p.add_argument("--data", metavar="DIR", help="data directory (overrides data_dir)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (0 = any free port, logged at start)")
+    return p.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    print("not implemented yet", file=sys.stderr)
-    return 2
+    # Before anything else imports socket/threading/ssl: make them cooperative.
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    args = _parse_args(argv)
+
+    import logging
+    import signal
+
+    import gevent
+    from gevent.pywsgi import WSGIServer
+
+    from kvm_protocol.yamlconf import ConfigError
+    from webadmin.app import create_app
+    from webadmin.config import load_config
+    from webadmin.db import DataDirError, check_ready, read_secret_key
+
+    try:
+        cfg = load_config(
+            args.config, overrides={"data_dir": args.data, "host": args.host, "port": args.port}
+        )
+    except ConfigError as e:
+        print(f"kvm-server: bad configuration:\n{e}", file=sys.stderr)
+        return 2
+    setup_logging(cfg.log_level, cfg.log_format)
+    log = logging.getLogger("webadmin.server")
+    _raise_fd_limit()
+
+    try:
+        if not cfg.data_path.is_dir():
+            raise DataDirError(f"data directory {cfg.data_dir} does not exist: "
+                               "run `kvm-admin init --data DIR` first")
+        read_secret_key(cfg.data_path)
+        app = create_app(cfg)
+        check_ready(app.extensions["kvm"].db)
+    except DataDirError as e:
+        log.error("cannot start: %s", e)
+        print(f"kvm-server: {e}", file=sys.stderr)
+        return 2
+
+    access = logging.getLogger("webadmin.access")
+    server = WSGIServer((cfg.host, cfg.port), app, log=access, error_log=log, backlog=4096)
+    try:
+        server.start()
+    except OSError as e:
+        log.error("cannot listen on %s:%s: %s", cfg.host, cfg.port, e)
+        return 2
+    log.info("listening", extra={"host": cfg.host, "port": server.server_port,
+                                 "database": app.config["DATABASE_URL"].split("://")[0]})
+
+    stopping = gevent.event.Event()
+
+    def _stop(signum: int) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stopping.set()
+
+    gevent.signal_handler(signal.SIGTERM, _stop, signal.SIGTERM)
+    gevent.signal_handler(signal.SIGINT, _stop, signal.SIGINT)
+    stopping.wait()
+    # Release the long polls so that devices reconnect at once to the next server.
+    app.extensions["kvm"].hub.notify_all()
+    server.stop(timeout=5)
+    app.extensions["kvm"].db.dispose()
+    log.info("stopped")
+    return 0
+
+
+_STD_ATTRS = frozenset(vars(__import__("logging").LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "taskName"}
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    """Structured logs on stderr: one JSON object a line (``json``) or ``key=value`` (``text``)."""
+    import json
+    import logging
+    import time
+
+    class Formatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            fields = {
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                + f".{int(record.msecs):03d}Z",
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "msg": record.getMessage(),
+            }
+            fields.update({k: v for k, v in vars(record).items() if k not in _STD_ATTRS})
+            if record.exc_info:
+                fields["exc"] = self.formatException(record.exc_info)
+            if fmt == "json":
+                return json.dumps(fields, ensure_ascii=False, default=str)
+            return " ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}"
+                            if isinstance(v, str) and (" " in v or "=" in v or not v)
+                            else f"{k}={v}" for k, v in fields.items())
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _raise_fd_limit() -> None:
+    """Each waiting watch holds a socket: lift the soft file limit to the hard one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
 
 
 if __name__ == "__main__":
