@@ -73,6 +73,7 @@ def crc16(data: bytes | bytearray | memoryview) -> int:
 
 class _Field:
     code = ""  # struct code for fixed-size fields; "" for strings
+    trivial = False  # every wire value is valid as it is (no convert needed)
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -93,6 +94,7 @@ class _Int(_Field):
     def __init__(self, name: str, lo: int = 0, hi: int = 255, code: str = "B") -> None:
         super().__init__(name)
         self.lo, self.hi, self.code = lo, hi, code
+        self.trivial = (lo, hi) == (0, 255 if code == "B" else 2**32 - 1)
 
     def check(self, value: Any) -> Any:
         if not isinstance(value, int) or isinstance(value, bool):
@@ -253,8 +255,13 @@ class _Layout:
             self.groups.append((None, (f,)))
         if run:
             self.groups.append((struct.Struct("<" + "".join(x.code for x in run)), tuple(run)))
-        self.fixed = len(self.groups) == 1 and self.groups[0][0] is not None
-        self.empty = not spec
+        # Fast path for the common all-fixed layouts: one unpack, and only the
+        # fields that need a check get one (a full-range u8 needs none).
+        self.fixed: struct.Struct | None = None
+        self.converters: tuple[Callable[[Any], Any] | None, ...] = ()
+        if all(f.code for f in spec):
+            self.fixed = struct.Struct("<" + "".join(f.code for f in spec))
+            self.converters = tuple(None if f.trivial else f.convert for f in spec)
 
     def encode(self, msg: Message) -> bytes:
         parts: list[bytes] = []
@@ -269,6 +276,16 @@ class _Layout:
         return b"".join(parts)
 
     def decode(self, payload: bytes | memoryview) -> Message:
+        if self.fixed is not None:
+            if len(payload) != self.fixed.size:
+                raise ProtocolError(self._size_error(len(payload), self.fixed.size))
+            raws = self.fixed.unpack(payload)
+            msg = self.cls(
+                *[r if c is None else c(r) for c, r in zip(self.converters, raws, strict=True)]
+            )
+            if self.rule is not None:
+                self.rule(msg)
+            return msg
         values: list[Any] = []
         pos = 0
         size = len(payload)
@@ -283,16 +300,22 @@ class _Layout:
                 pos += 1 + n
             else:
                 if pos + st.size > size:
-                    raise ProtocolError(f"payload too short ({size} bytes)")
+                    raise ProtocolError(self._size_error(size, pos + st.size))
                 raws = st.unpack_from(payload, pos)
                 values.extend(f.convert(r) for f, r in zip(group, raws, strict=True))
                 pos += st.size
         if pos != size:
-            raise ProtocolError(f"{size - pos} unexpected trailing payload bytes")
+            raise ProtocolError(self._size_error(size, pos))
         msg = self.cls(*values)
         if self.rule is not None:
             self.rule(msg)
         return msg
+
+    @staticmethod
+    def _size_error(size: int, want: int) -> str:
+        if size < want:
+            return f"payload too short ({size} bytes)"
+        return f"{size - want} unexpected trailing payload bytes"
 
 
 _LAYOUTS: dict[int, _Layout] = {cls.TYPE: _Layout(cls, spec) for cls, spec in _SPECS.items()}

@@ -59,6 +59,7 @@ class Link:
         self._session = Session(role, clock(), identity=identity, config=config)
         self._port: serial.SerialBase | None = None
         self._write_error: Exception | None = None
+        self._next_open = 0.0  # clock time of the next attempt to open the port
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"kvm-link {url}", daemon=True)
         self._thread.start()
@@ -133,6 +134,10 @@ class Link:
         delay, failing = self._backoff[0], False
         while not self._stop.is_set():
             if self._port is None:
+                if self._clock() < self._next_open:
+                    self._step(b"")  # timers run on, so pending sends fail in time
+                    self._stop.wait(READ_TIMEOUT)
+                    continue
                 try:
                     port = self._opener(self.url)
                 except Exception as exc:  # any opener error: retry, never die
@@ -140,8 +145,7 @@ class Link:
                         log.warning("%s: cannot open port: %s", self.url, exc)
                         self._deliver([LinkDown(f"cannot open {self.url}: {exc}")])
                     failing = True
-                    self._step(b"")  # timers run on, so pending sends fail in time
-                    self._stop.wait(delay)
+                    self._next_open = self._clock() + delay
                     delay = min(delay * 2, self._backoff[1])
                     continue
                 with self._lock:
@@ -154,9 +158,10 @@ class Link:
                 port = self._port
                 assert port is not None
                 data = port.read(1)  # waits up to READ_TIMEOUT
-                waiting = int(getattr(port, "in_waiting", 0))  # not in SerialBase's stub
-                if data and waiting:
-                    data += port.read(min(waiting, MAX_READ))
+                if data:  # then take what else is there (in_waiting is not in SerialBase's stub)
+                    waiting = int(getattr(port, "in_waiting", 0))
+                    if waiting:
+                        data += port.read(min(waiting, MAX_READ))
                 self._step(data)
             except Exception as exc:  # a vanished port raises SerialException or OSError
                 self._lose_port(str(exc) or type(exc).__name__)
@@ -174,5 +179,5 @@ class Link:
         if port is not None:
             with contextlib.suppress(Exception):
                 port.close()
+        self._next_open = self._clock() + self._backoff[0]
         self._deliver(events)
-        self._stop.wait(self._backoff[0])
