@@ -274,7 +274,8 @@ class ControlServer:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="kvm-sim-control", daemon=True
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+            name="kvm-sim-control", daemon=True,
         )
         self._thread.start()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ def connect(sim: Simulator, device: str) -> Host:
     return host
 
 
-def rx_state(sim: Simulator, rx: str) -> dict:
+def rx_state(sim: Simulator, rx: str) -> dict[str, Any]:
     return next(d for d in sim.state()["rx"] if d["id"] == rx)
 
 
