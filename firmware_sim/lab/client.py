@@ -322,33 +322,42 @@ class Lab:
         )
         return resp.content
 
-    def overlay_png(self, rx: str) -> bytes | None:
+    def overlay_png(self, rx: str, size: tuple[int, int] | None = None) -> bytes | None:
         """The controller's OSD overlay plane of `rx` (RGBA PNG), None if it has none now."""
         self.check_rx(rx)
         url = self.info.runtime_url_for(rx)
+        params = {"rx": rx}
+        if size is not None:
+            params.update(w=str(size[0]), h=str(size[1]))
         try:
-            resp = self._http.get(f"{url}/osd.png", params={"rx": rx}, timeout=self.timeout)
+            resp = self._http.get(f"{url}/osd.png", params=params, timeout=self.timeout)
         except requests.RequestException:
             return None
         return resp.content if resp.status_code == 200 and resp.content else None
 
     def screenshot(self, rx: str, path: Path, head: int = 1) -> Path:
         """Write what the person at `rx` sees (video frame + OSD plane) to `path` as PNG."""
-        from firmware_sim.lab.picture import compose_png
+        from firmware_sim.lab.picture import PictureError, compose_png, png_size
 
         frame = self.frame_png(rx, head)
-        overlay = self.overlay_png(rx) if self._overlay_visible(rx) else None
+        try:
+            size = png_size(frame)
+            overlay = self.overlay_png(rx, size) if self._overlay_visible(rx, head) else None
+            data = compose_png(frame, overlay)
+        except PictureError as exc:
+            raise LabError(f"screenshot of {rx}: {exc}") from None
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(compose_png(frame, overlay))
+        path.write_bytes(data)
         return path
 
-    def _overlay_visible(self, rx: str) -> bool:
-        """The Rx shows the OSD plane only while its firmware was told to (OsdOverlay)."""
-        sim = self.sim_state()
-        for dev in sim.get("rx", []):
+    def _overlay_visible(self, rx: str, head: int) -> bool:
+        """The Rx shows the OSD plane (on head 1) only while its controller told it to."""
+        if head != 1:
+            return False
+        for dev in self.sim_state().get("rx", []):
             if isinstance(dev, dict) and dev.get("id") == rx:
-                return bool(dev.get("overlay", True))
-        return True
+                return bool(dev.get("overlay"))
+        return False
 
 
 def _id_range(ids: list[str]) -> str:

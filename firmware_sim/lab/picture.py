@@ -21,6 +21,13 @@ def load_png(data: bytes, what: str) -> pygame.Surface:
         raise PictureError(f"{what} is not a PNG image ({exc})") from None
 
 
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG, read from its header."""
+    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise PictureError("the video frame is not a PNG image")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 def compose(frame: pygame.Surface, overlay: pygame.Surface | None) -> pygame.Surface:
     """The overlay (RGBA, alpha-blended) over the frame, scaled to the frame's size."""
     out = pygame.Surface(frame.get_size(), pygame.SRCALPHA, 32)

@@ -43,7 +43,7 @@ Json = dict[str, Any]
 CONTROLLERS_PER_HOST = 250
 SETUP_FILE = "setup.json"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "control-room.yaml"
-DEVICE_TIMEOUT_S = 6  # the lab server's device timeout (offline after this silence)
+DEVICE_TIMEOUT_S = 8  # the lab server's device timeout (offline after this silence)
 GATEWAY_HEARTBEAT_S = 1.5  # well under DEVICE_TIMEOUT_S
 START_TIMEOUT_S = 30.0  # one process to answer on its port
 
@@ -345,7 +345,7 @@ class LabRunner:
         for index, _port in enumerate(self.host_ports):
             child = self.sup[f"rx-host-{index + 1}"]
             if not wait_until(
-                partial(http_answers, self.host_url(index) + "/osd"),
+                partial(http_answers, self.host_url(index) + "/controllers"),
                 START_TIMEOUT_S,
                 alive=child.alive,
             ):
@@ -549,7 +549,7 @@ Drive it from another shell:
         else:
             child.start()
             if not wait_until(
-                lambda: http_answers(self.host_url(index) + "/osd"),
+                lambda: http_answers(self.host_url(index) + "/controllers"),
                 START_TIMEOUT_S,
                 alive=child.alive,
             ):

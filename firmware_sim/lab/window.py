@@ -18,6 +18,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame
 import requests
 
+from firmware_sim.lab.picture import png_size
 from kvm_protocol.keys import KEY_NAMES, MODIFIER_USAGES, KeyEvent, Mod
 
 if TYPE_CHECKING:
@@ -182,7 +183,7 @@ class _Fetcher(threading.Thread):
                 try:
                     self.latest = self._fetch(session)
                     self.error = None
-                except (requests.RequestException, ValueError) as exc:
+                except (requests.RequestException, ValueError) as exc:  # PictureError too
                     self.error = f"no picture: {exc.__class__.__name__}"
                 self.stop.wait(REFRESH_S)
 
@@ -194,7 +195,12 @@ class _Fetcher(threading.Thread):
         visible = any(r.get("id") == self.rx and r.get("overlay") for r in state.get("rx", []))
         overlay = None
         if visible:
-            resp = session.get(f"{self.host_url}/osd.png", params={"rx": self.rx}, timeout=3)
+            w, h = png_size(frame.content)
+            resp = session.get(
+                f"{self.host_url}/osd.png",
+                timeout=3,
+                params={"rx": self.rx, "w": str(w), "h": str(h)},
+            )
             if resp.status_code == 200:
                 overlay = resp.content
         return frame.content, overlay
