@@ -91,3 +91,13 @@ def test_unreadable_and_broken_files(tmp_path: Path) -> None:
     bad.write_text("tx: [\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="line"):
         load_config(bad)
+
+
+def test_the_documented_example_is_valid(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "SIMULATOR.md").read_text("utf-8")
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.yaml"
+    path.write_text(example, encoding="utf-8")
+    fabric = build_fabric(load_config(path))
+    assert fabric.tx["0001"].video == [True, False]
+    assert fabric.seats["seat-A"].screens == ["5001", "5002"]
