@@ -290,10 +290,24 @@ class HotkeyKey(Validator[str]):
         return value
 
 
+class Password(Validator[str]):
+    """6-128 characters, no control characters; errors never quote the value."""
+
+    PATTERN = re.compile(r"[^\x00-\x1f\x7f]{6,128}")
+
+    def convert(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise Invalid("expected a string (quote passwords made of digits: '123456')")
+        if not self.PATTERN.fullmatch(value):
+            raise Invalid(f"a password has 6-128 characters and no control characters "
+                          f"(this one has {len(value)})")
+        return value
+
+
+PASSWORD = Password()
 NAME = Str(r"[^\x00-\x1f\x7f]{1,64}", what="a name of 1-64 characters")
 USER_NAME = Str(r"[A-Za-z0-9_.@-]{1,64}", what="a user name (1-64 of A-Z a-z 0-9 _ . @ -)")
 SERIAL = Str(r"[\x21-\x7e]{1,64}", what="a serial (1-64 printable ASCII, no spaces)")
-PASSWORD = Str(r"[^\x00-\x1f\x7f]{6,128}", what="a password of 6-128 characters")
 PASSWORD_HASH = Str(r"\$argon2(id|i|d)\$[!-~]{10,250}", what="an argon2 hash ($argon2id$...)")
 SECRET_HASH = Str(r"[0-9a-f]{64}", what="a SHA-256 hex digest (64 lowercase hex digits)")
 

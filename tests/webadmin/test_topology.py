@@ -141,7 +141,10 @@ def test_ids_may_be_unquoted_and_ranges_are_normalised() -> None:
         ("users: [{name: a, role: root}]",
          ["users[0].role: 'root' is not one of: admin, operator"]),
         ("users: [{name: a, password: '12345'}]",
-         ["users[0].password: '12345' is not a password of 6-128 characters"]),
+         ["users[0].password: a password has 6-128 characters and no control characters "
+          "(this one has 5)"]),
+        ("users: [{name: a, password: 123456}]",
+         ["users[0].password: expected a string (quote passwords made of digits: '123456')"]),
         ("users: [{name: a, password: '123456', password_hash: '$argon2id$v=19$m=1,t=1,p=1$x'}]",
          ["users[0].password_hash: give password or password_hash, not both"]),
         ("users: [{name: a, password_hash: 'md5:abc'}]",
