@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,13 @@ MAX_READ = 4096
 
 def open_port(url: str, *, timeout: float = READ_TIMEOUT) -> serial.SerialBase:
     """Open ``url`` at 115200 8N1; a stuck write fails after 1 s instead of hanging."""
-    return serial.serial_for_url(url, baudrate=BAUDRATE, timeout=timeout, write_timeout=1.0)
+    port = serial.serial_for_url(url, baudrate=BAUDRATE, timeout=timeout, write_timeout=1.0)
+    sock = getattr(port, "_socket", None)  # socket:// -- pyserial has no public accessor
+    if isinstance(sock, socket.socket):
+        # Small frames back to back: without this, Nagle + delayed ACK add up to 40 ms.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return port
 
 
 class Link:

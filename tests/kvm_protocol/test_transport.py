@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import tty
 from collections.abc import Callable, Iterator
 
@@ -68,6 +69,15 @@ def test_open_port_takes_urls() -> None:
         port.write(b"\xa5\x5a")
         assert port.read(2) == b"\xa5\x5a"
         assert port.baudrate == 115200
+    finally:
+        port.close()
+
+
+def test_open_port_disables_nagle_on_sockets(server: TcpDeviceServer) -> None:
+    port = open_port(server.url)
+    try:
+        sock = port._socket  # type: ignore[attr-defined]
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         port.close()
 
