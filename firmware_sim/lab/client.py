@@ -21,6 +21,7 @@ import requests
 
 from firmware_sim.lab import statefile
 from firmware_sim.lab.statefile import DEFAULT_DATA, LabInfo, LabNotRunning
+from firmware_sim.lab.supervisor import child_setup
 from kvm_protocol.keys import KeyEvent, KeySyntaxError, sequence_events, text_events
 
 Json = dict[str, Any]
@@ -99,6 +100,8 @@ class Lab:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # The lab stops (cleanly, on SIGTERM) if the process that started it dies.
+                preexec_fn=child_setup,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

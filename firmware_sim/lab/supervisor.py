@@ -33,7 +33,7 @@ def _libc() -> ctypes.CDLL | None:
 _LIBC = _libc()
 
 
-def _child_setup() -> None:  # pragma: no cover - runs in the forked child
+def child_setup() -> None:  # pragma: no cover - runs in the forked child
     # Runs between fork and exec: ask the kernel to SIGTERM us when the lab dies.
     if _LIBC is not None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -91,7 +91,7 @@ class Child:
                 cwd=self.cwd,
                 env=env,
                 process_group=0,
-                preexec_fn=_child_setup,
+                preexec_fn=child_setup,
             )
         self.starts += 1
 
