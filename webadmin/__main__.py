@@ -127,15 +127,14 @@ def setup_logging(level: str, fmt: str) -> None:
 
 def _raise_fd_limit() -> None:
     """Each waiting watch holds a socket: lift the soft file limit to the hard one."""
+    import contextlib
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        try:
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
 
 
 if __name__ == "__main__":

@@ -98,6 +98,9 @@ def login() -> Response:
     s = db_session()
     rx_id = str(dev.id)
     password_hash = s.scalar(select(m.User.password_hash).where(m.User.name == req.user))
+    # End the read transaction first: under gevent the slow hash yields to other requests,
+    # and a SQLite read snapshot that others wrote past could not be upgraded to a write.
+    s.rollback()
     password_ok = verify_password(password_hash, req.password)
     built = _built()
     res = routing.login(s, built, user=req.user, password_ok=password_ok, rx_id=rx_id)

@@ -40,7 +40,7 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
-    db = Database()
+    db = Database(sqlite_synchronous=cfg.sqlite_synchronous)
     db.init_app(app)
     db.upgrade()
     with db.begin() as s:

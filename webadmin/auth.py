@@ -198,7 +198,9 @@ def issue_token() -> tuple[Response, int]:
         s.commit()
         raise ApiError(429, "RATE_LIMITED", "too many failed attempts, wait a minute")
     user = s.scalar(select(m.User).where(m.User.name == name))
-    if not verify_password(user.password_hash if user else None, password) or user is None:
+    stored = user.password_hash if user else None
+    s.rollback()  # no read transaction across the (yielding) slow hash; see api_seat.login
+    if not verify_password(stored, password) or user is None:
         record_failure(s, name, TOKEN_PLACE, now)
         audit(s, actor=name, action="token", result="UNAUTHORIZED")
         s.commit()

@@ -10,6 +10,7 @@ overrides (``KVM_SERVER_<KEY>``), then command-line overrides.
     log_level: info
     log_format: json                # json | text (key=value)
     admin_token_ttl_s: 43200
+    sqlite_synchronous: full        # full: commits survive power loss; normal: process crash only
 
 An environment value is read as a YAML scalar (``KVM_SERVER_PORT=9000`` is the integer
 9000) and validated like the file, so errors name the variable.
@@ -24,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from kvm_protocol.yamlconf import (
+    Check,
     ConfigError,
     Enum,
     Int,
+    Invalid,
     Maybe,
     Option,
     Problem,
@@ -50,6 +53,7 @@ class ServerConfig:
     log_level: str = "info"
     log_format: str = "json"
     admin_token_ttl_s: int = 12 * 3600
+    sqlite_synchronous: str = "full"
 
     @property
     def data_path(self) -> Path:
@@ -74,15 +78,11 @@ class ServerConfig:
 
 def _url(value: str) -> str:
     if not value.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+psycopg:")):
-        from kvm_protocol.yamlconf import Invalid
-
         raise Invalid(f"{value!r} is not a sqlite:// or postgresql:// URL")
     return value
 
 
 def _schema() -> Section[ServerConfig]:
-    from kvm_protocol.yamlconf import Check
-
     d = ServerConfig()
     return Section(
         {
@@ -95,6 +95,7 @@ def _schema() -> Section[ServerConfig]:
             "log_level": Option(Enum("debug", "info", "warning", "error"), default=d.log_level),
             "log_format": Option(Enum("json", "text"), default=d.log_format),
             "admin_token_ttl_s": Option(Int(60, 30 * 86400), default=d.admin_token_ttl_s),
+            "sqlite_synchronous": Option(Enum("full", "normal"), default=d.sqlite_synchronous),
         },
         into=ServerConfig,
     )

@@ -49,8 +49,11 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, sqlite_synchronous: str = SQLITE_SYNCHRONOUS) -> Engine:
     """An engine for `url`; SQLite connections get WAL, FULL sync, foreign keys, real BEGIN."""
+    if sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
+        raise ValueError(f"sqlite synchronous must be FULL or NORMAL, not {sqlite_synchronous!r}")
+    sync = sqlite_synchronous.upper()
     url = normalise_url(url)
     if make_url(url).get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -67,7 +70,7 @@ def make_engine(url: str) -> Engine:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
+        cur.execute(f"PRAGMA synchronous={sync}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=10000")
         cur.close()
@@ -162,14 +165,16 @@ def bump_versions(session: Session, *names: str) -> None:
 class Database:
     """Engine + session factory, attached to a Flask app with ``init_app`` (or used alone)."""
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, sqlite_synchronous: str = SQLITE_SYNCHRONOUS
+                 ) -> None:
         self.engine: Engine | None = None
         self._factory: sessionmaker[Session] | None = None
+        self.sqlite_synchronous = sqlite_synchronous
         if url is not None:
             self.connect(url)
 
     def connect(self, url: str) -> None:
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, self.sqlite_synchronous)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self._factory, "before_flush", _before_flush)
 
