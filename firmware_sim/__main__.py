@@ -40,13 +40,23 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{self.prog}: {message}", 2)
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kvm-sim",
                 description="Simulated Tx/Rx hardware speaking the serial protocol.")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run the simulator in the foreground")
     run.add_argument("--config", required=True, type=Path, help="YAML config (docs/SIMULATOR.md)")
-    run.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT,
+    run.add_argument("--control-port", type=_port, default=DEFAULT_CONTROL_PORT,
                      help=f"control server port on 127.0.0.1 (default {DEFAULT_CONTROL_PORT}; "
                      "0: any free port)")
     run.add_argument("--ports-file", type=Path, help="write the device port map here (JSON)")
@@ -97,8 +107,8 @@ def _run(args: argparse.Namespace) -> int:
     except SimError as e:
         raise CliError(str(e), 2) from None
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         sim.start()
         url = sim.serve_control(args.control_port)
@@ -120,6 +130,8 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     finally:
         sim.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # --- ctl ------------------------------------------------------------------------------
@@ -198,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         return _run(args) if args.cmd == "run" else _ctl(args)
     except CliError as e:
-        print(e.message, file=sys.stderr)
+        prefix = "" if e.message.startswith("kvm-sim") else "kvm-sim: "
+        print(prefix + e.message, file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
         return 130

@@ -313,8 +313,9 @@ class Simulator:
             raise SimError("the control server is already running")
         try:
             self._control = ControlServer(self, port)
-        except OSError as e:
-            raise SimError(f"cannot serve control on 127.0.0.1:{port}: {e.strerror}") from None
+        except (OSError, OverflowError) as e:
+            reason = getattr(e, "strerror", None) or e
+            raise SimError(f"cannot serve control on 127.0.0.1:{port}: {reason}") from None
         self._control.start()
         return str(self._control.url)
 

@@ -208,6 +208,24 @@ def test_run_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "cannot read" in capsys.readouterr().err
 
 
+def test_run_refuses_a_busy_or_bad_control_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "sim.yaml"
+    cfg.write_text("tx:\n  - {id: 0001}\n", encoding="utf-8")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["run", "--config", str(cfg), "--control-port", str(port)]) == 1
+        assert f"cannot serve control on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert main(["run", "--config", str(cfg), "--control-port", "70000"]) == 2
+    assert "port must be 0..65535" in capsys.readouterr().err
+    assert main(["run", "--config", str(cfg), "--control-port", "0",
+                 "--ports-file", str(tmp_path / "no" / "dir.json")]) == 1
+    assert "cannot write the ports file" in capsys.readouterr().err
+
+
 def test_run_as_a_process(tmp_path: Path) -> None:
     """kvm-sim run: writes the ports file, answers ctl, stops cleanly on SIGTERM."""
     cfg = tmp_path / "sim.yaml"
