@@ -156,7 +156,7 @@ def key_usage(name: str) -> int:
 
 
 def chord_events(chord: str) -> list[KeyEvent]:
-    """Events for one chord such as ``Shift+O`` or ``F7+2``: press all in order, release in reverse."""
+    """Events for a chord such as ``Shift+O`` or ``F7+2``: press in order, release in reverse."""
     parts = chord.split("+")
     if any(not p.strip() for p in parts):
         raise KeySyntaxError(f"bad chord {chord!r}")

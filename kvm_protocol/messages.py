@@ -122,7 +122,7 @@ class KeyForward(Message):
 
 @dataclass(frozen=True, slots=True)
 class ScreenSelect(Message):
-    """D→H, cross-screen seats: this Rx became the active screen (mouse or F7+n) or stopped being it."""
+    """D→H, cross-screen seats: this Rx became (or stopped being) the active screen."""
 
     TYPE: ClassVar[int] = 0x12
     active: bool

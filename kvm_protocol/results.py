@@ -78,7 +78,10 @@ TEXTS: dict[ResultCode, dict[Lang, str]] = {
     },
     ResultCode.ACCOUNT_DISABLED: {"zh_CN": "用户已停用", "en": "This user is disabled"},
     ResultCode.NOT_LOGGED_IN: {"zh_CN": "请先登录", "en": "Please log in first"},
-    ResultCode.VIEW_ONLY: {"zh_CN": "仅查看,键盘鼠标不可用", "en": "View only: keyboard and mouse disabled"},
+    ResultCode.VIEW_ONLY: {
+        "zh_CN": "仅查看,键盘鼠标不可用",
+        "en": "View only: keyboard and mouse disabled",
+    },
     ResultCode.DISCONNECTED: {"zh_CN": "已断开", "en": "Disconnected"},
     ResultCode.LOGGED_OUT: {"zh_CN": "已注销", "en": "Logged out"},
 }
