@@ -128,7 +128,7 @@ class Input(Enum):
 
 
 class Effect(Enum):
-    LINK_UP = auto()  # emit LinkUp if down before or the identity changed
+    LINK_UP = auto()  # emit LinkUp (host: on every Hello; device: if down before)
     LINK_DOWN = auto()  # emit LinkDown
     RESET_RX = auto()  # the peer (re)started: forget its last reliable sequence number
     SEND_HELLO = auto()  # device: queue our Hello
@@ -223,6 +223,7 @@ class Session:
         self._pending: list[Event] = []  # events made by send(), returned by the next call
         self._pending_at = now
         self._announced: Hello | None = None  # identity of the last LinkUp event
+        self._up_at = now  # time of the last LinkUp event
         self._hello_acked = False  # device: the host acked our Hello since the link went down
         self._hello_due = now  # host: when to ask again if a HelloRequest got no Hello
         self._counters = dict.fromkeys(
@@ -345,8 +346,16 @@ class Session:
         self.state = next_state
         for effect in effects:
             if effect is Effect.LINK_UP:
-                if self.identity is not None and (not was_up or self.identity != self._announced):
+                # A Hello while up, after the burst that brought the link up (announce +
+                # answer), means the device restarted and lost its heads: the host reports
+                # it again so the controller re-syncs.
+                restarted = (
+                    self.role == "host" and now - self._up_at >= self.config.hello_interval
+                )
+                fresh = not was_up or self.identity != self._announced or restarted
+                if self.identity is not None and fresh:
                     self._announced = self.identity
+                    self._up_at = now
                     events.append(LinkUp(self.identity))
             elif effect is Effect.LINK_DOWN:
                 self._hello_acked = False

@@ -191,6 +191,22 @@ def test_device_restart_resets_the_hosts_duplicate_filter(pair: Pair) -> None:
     assert Received(seq2, result) in pair.take("host")
 
 
+def test_device_restart_while_the_link_is_up_is_a_new_link_up(pair: Pair) -> None:
+    # A quick reboot (shorter than the silence timeout) loses the Rx's heads: the
+    # controller must hear of it to re-sync, even though the identity is the same.
+    pair.take("host")
+    pair.advance(2.0)
+    pair.restart_device()
+    pair.pump()
+    assert pair.take("host") == [LinkUp(DEVICE_HELLO)]
+
+
+def test_the_hello_burst_of_a_reconnect_is_one_link_up() -> None:
+    p = Pair()
+    p.advance(0.5)
+    assert p.take("host") == [LinkUp(DEVICE_HELLO)]  # unasked Hello + answer: one event
+
+
 def test_host_restart_resets_the_devices_duplicate_filter(pair: Pair) -> None:
     pair.take("host"), pair.take("device")
     seq = pair.host.send(SWITCH, pair.now)
