@@ -40,6 +40,7 @@ from kvm_protocol.results import LANGS, Lang, ResultCode
 SECRET_FILE = "device-secret"  # noqa: S105 - a file name, not a secret
 _SECRET_RE = re.compile(r"[0-9a-f]{64}")
 _TX_ID_RE = re.compile(r"[0-9]{4}")
+BUSY_RETRIES = 3   # extra tries of a call answered 503 (about 0.05 + 0.1 + 0.2 s apart)
 
 Mode = Literal["connect", "push", "fetch"]
 Colour = Literal["grey", "yellow", "red"]
@@ -567,9 +568,11 @@ class ServerClient:
                  lock: threading.Lock | None = None) -> tuple[int, Any] | Failure:
         res = self._request_once(method, path, body, auth=auth, read_timeout=read_timeout,
                                  session=session, lock=lock)
-        if res == _BUSY and session is None:
-            # 503 means "nothing was done, try again" (e.g. a busy database): once, soon.
-            time.sleep(random.uniform(0.05, 0.15))
+        # 503 means "nothing was done, try again" (e.g. a busy database): a few times, soon.
+        for attempt in range(BUSY_RETRIES if session is None else 0):
+            if res != _BUSY:
+                break
+            time.sleep(random.uniform(0.5, 1.5) * 0.05 * 2 ** attempt)
             res = self._request_once(method, path, body, auth=auth, read_timeout=read_timeout,
                                      session=session, lock=lock)
         return res

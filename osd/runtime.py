@@ -278,6 +278,8 @@ class Controller:
             self.adopted = None
             self._generation = -1
         self._apply(self.machine.handle(ev.DeviceInfo(self.rx_id, hello.firmware), now * 1000.0))
+        # The firmware may have (re)booted: tell it whether the OSD plane is up.
+        self._send(msg.OsdOverlay(self.shown.overlay))
         self._run_rec(self.reconciler.link_up(hello.heads, now))
         self._announce_backoff.reset()
         self._schedule_announce(0.0)
