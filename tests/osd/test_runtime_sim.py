@@ -6,7 +6,6 @@ Everything runs on 127.0.0.1; waits are bounded polls (``wait_until``), never fi
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
