@@ -40,7 +40,7 @@ PALETTE: dict[Colour, RGB] = {
     Colour.GREY: (156, 162, 172),
     Colour.RED: (242, 86, 74),
 }
-PANEL_RGBA = (13, 16, 22, 228)
+PANEL_RGBA = (13, 16, 22, 238)
 HEADER_RGBA = (30, 35, 46, 255)
 BOX_RGB = (28, 33, 43)
 BOX_EDGE_RGB = (74, 82, 98)
@@ -50,7 +50,7 @@ HILITE_RGBA = (255, 238, 40, 34)
 VIDEO_TOP, VIDEO_BOTTOM = (38, 52, 70), (12, 16, 22)
 
 LOGIN_PANEL = (580, 230, 760, 620)
-MENU_PANEL = (260, 70, 1400, 940)
+MENU_PANEL = (260, 60, 1400, 960)
 ROW_H = 50
 
 
@@ -73,9 +73,11 @@ class Renderer:
         """Draw `model` on `surface` over `background` (scaled to fit; a dark gradient if None)."""
         w, h = surface.get_size()
         self._surface = surface
-        self._scale = min(w / BASE_W, h / BASE_H)
-        self._ox = round((w - BASE_W * self._scale) / 2)
-        self._oy = round((h - BASE_H * self._scale) / 2)
+        # 1.0 at full HD; on other shapes (4:3, 5:4) as large as the menu panel still fits.
+        fit = min(0.96 * w / MENU_PANEL[2], 0.96 * h / MENU_PANEL[3])
+        self._scale = min(max(w / BASE_W, h / BASE_H), fit)
+        self._ox = round(w / 2 - BASE_W / 2 * self._scale)
+        self._oy = round(h / 2 - BASE_H / 2 * self._scale)
         if background is None:
             _gradient(surface)
         elif background.get_size() == (w, h):
@@ -119,8 +121,8 @@ class Renderer:
             ix = self._text(line.label, ix, y + 46, 24, anchor="right") - 48
         nx: float = left
         for notice in v.notices:
-            nx = self._badge(notice, nx, y + 124) + 16
-        ly = y + 170
+            nx = self._badge(notice, nx, y + 126) + 16
+        ly = y + 184
         self._text(v.list_title, left, ly, 30)
         px = self._text(v.page.keys, right, ly, 24, anchor="right")
         self._text(v.page.text, px - (24 if v.page.keys.text else 0), ly, 26, anchor="right")
@@ -128,11 +130,11 @@ class Renderer:
         self._text(v.columns[1], left + 220, ly + 44, 24)
         self._rule(left, ly + 66, right - left)
         ry = ly + 72
-        for i in range(1, ROWS_PER_PAGE, 2):
-            self._fill((left, ry + i * ROW_H, right - left, ROW_H), STRIPE_RGBA)
         for i, row in enumerate(v.rows[:ROWS_PER_PAGE]):
             top = ry + i * ROW_H
             cy = top + ROW_H / 2
+            if i % 2:
+                self._fill((left, top, right - left, ROW_H), STRIPE_RGBA)
             if row.colour is Colour.BRIGHT_YELLOW:
                 self._fill((left, top + 2, right - left, ROW_H - 4), HILITE_RGBA, radius=6)
             self._swatch(row.colour, left + 14, cy)

@@ -16,7 +16,7 @@ from osd.chord import (
     parse_chord,
 )
 
-O = KEY_NAMES["O"]
+O_KEY = KEY_NAMES["O"]
 LSHIFT_KEY, RSHIFT_KEY = KEY_NAMES["Shift"], KEY_NAMES["RShift"]
 
 
@@ -25,8 +25,8 @@ def shift_o(shift_usage: int = LSHIFT_KEY) -> list[KeyEvent]:
     mod = Mod.LSHIFT if shift_usage == LSHIFT_KEY else Mod.RSHIFT
     return [
         KeyEvent(shift_usage, mod, True),
-        KeyEvent(O, mod, True),
-        KeyEvent(O, mod, False),
+        KeyEvent(O_KEY, mod, True),
+        KeyEvent(O_KEY, mod, False),
         KeyEvent(shift_usage, Mod.NONE, False),
     ]
 
@@ -48,7 +48,7 @@ def at(t0: float, keys: list[KeyEvent], gap: float = 10.0) -> list[tuple[float, 
 # --- parsing ------------------------------------------------------------------------
 
 def test_default_is_shift_o_twice_within_600_ms() -> None:
-    assert DEFAULT_CHORD == parse_chord("Shift+O Shift+O", 600)
+    assert parse_chord("Shift+O Shift+O", 600) == DEFAULT_CHORD
     assert str(DEFAULT_CHORD) == "Shift+O Shift+O"
     assert DEFAULT_CHORD.window_ms == 600
 
@@ -56,10 +56,10 @@ def test_default_is_shift_o_twice_within_600_ms() -> None:
 @pytest.mark.parametrize(
     ("spec", "steps"),
     [
-        ("shift+o  SHIFT+O", (ChordStep(O, 0x02), ChordStep(O, 0x02))),
-        ("RShift+O", (ChordStep(O, 0x02),)),
+        ("shift+o  SHIFT+O", (ChordStep(O_KEY, 0x02), ChordStep(O_KEY, 0x02))),
+        ("RShift+O", (ChordStep(O_KEY, 0x02),)),
         ("Ctrl+Alt+K", (ChordStep(KEY_NAMES["K"], 0x05),)),
-        ("O+Shift F9", (ChordStep(O, 0x02), ChordStep(KEY_NAMES["F9"], 0))),
+        ("O+Shift F9", (ChordStep(O_KEY, 0x02), ChordStep(KEY_NAMES["F9"], 0))),
     ],
 )
 def test_parse_chord(spec: str, steps: tuple[ChordStep, ...]) -> None:
@@ -99,7 +99,7 @@ def test_either_shift_opens(first: int, second: int) -> None:
     det = ChordDetector()
     out, fired = run(det, at(0, shift_o(first)) + at(100, shift_o(second)))
     assert fired
-    assert all(k.usage != O for k in out), "the chord's O presses/releases must not reach the PC"
+    assert all(k.usage != O_KEY for k in out), "the chord's O events must not reach the PC"
     assert not det.holding
 
 
@@ -115,14 +115,16 @@ def test_the_shift_taps_reach_the_computer_in_order() -> None:
     events = shift_o() + shift_o()
     out, fired = run(ChordDetector(), at(0, events, gap=50))
     assert fired
-    assert out == [e for e in events if e.usage != O]
+    assert out == [e for e in events if e.usage != O_KEY]
 
 
 @pytest.mark.parametrize(("gap", "opens"), [(599, True), (600, True), (601, False)])
 def test_window_edges(gap: float, opens: bool) -> None:
     """The second O press counts when it comes at most 600 ms after the first."""
     first, second = shift_o(), shift_o()
-    timed = [(0, first[0]), (0, first[1]), (20, first[2]), (30, first[3])]
+    timed: list[tuple[float, KeyEvent]] = [
+        (0, first[0]), (0, first[1]), (20, first[2]), (30, first[3])
+    ]
     timed += [(gap - 10, second[0]), (gap, second[1]), (gap + 20, second[2]), (gap + 30, second[3])]
     det = ChordDetector()
     out, fired = run(det, timed)
@@ -173,7 +175,7 @@ def test_late_second_press_releases_the_first_then_starts_again() -> None:
     out, fired = run(det, at(0, first) + at(700, second) + at(900, third))
     assert fired, "the 2nd and 3rd presses are 200 ms apart"
     assert out[: len(first)] == first, "the first one went to the computer, in order"
-    assert all(k.usage != O for k in out[len(first) :])
+    assert all(k.usage != O_KEY for k in out[len(first) :])
 
 
 def test_unrelated_releases_wait_in_line_and_do_not_break_the_chord() -> None:
@@ -195,14 +197,15 @@ def test_single_step_chord_fires_at_once() -> None:
 
 # --- properties -------------------------------------------------------------------------
 
-_usages = st.sampled_from([O, KEY_NAMES["P"], KEY_NAMES["A"], LSHIFT_KEY, RSHIFT_KEY, 0xE0])
+_usages = st.sampled_from([O_KEY, KEY_NAMES["P"], KEY_NAMES["A"], LSHIFT_KEY, RSHIFT_KEY, 0xE0])
 _mods = st.sampled_from([Mod.NONE, Mod.LSHIFT, Mod.RSHIFT, Mod.LCTRL | Mod.LSHIFT])
 _keys = st.builds(KeyEvent, _usages, _mods, st.booleans())
 _timed = st.lists(st.tuples(st.integers(0, 900), _keys), max_size=40)
 
 
 def _play(det: ChordDetector, stream: list[tuple[int, KeyEvent]]) -> tuple[list[KeyEvent], int]:
-    now, out, fires = 0, [], 0
+    now, fires = 0, 0
+    out: list[KeyEvent] = []
     for gap, key in stream:
         now += gap
         out += det.tick(now) if gap % 3 == 0 else ()
@@ -229,7 +232,7 @@ def test_only_chord_key_events_are_ever_dropped(stream: list[tuple[int, KeyEvent
     keys = [k for _, k in stream]
     out, _ = _play(ChordDetector(), stream)
     assert _is_subsequence(out, keys), "nothing invented, nothing reordered"
-    assert [k for k in out if k.usage != O] == [k for k in keys if k.usage != O]
+    assert [k for k in out if k.usage != O_KEY] == [k for k in keys if k.usage != O_KEY]
 
 
 def _is_subsequence(short: list[KeyEvent], long: list[KeyEvent]) -> bool:

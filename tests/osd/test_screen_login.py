@@ -19,7 +19,8 @@ def test_power_up_shows_the_login_screen_without_a_pointer() -> None:
     assert draw.model.kind is ScreenKind.LOGIN
     assert not draw.model.pointer_visible
     v = seat.login_view
-    assert (v.title.text, v.user.label.text, v.password.label.text) == ("用户登录", "用户名", "密码")
+    labels = (v.title.text, v.user.label.text, v.password.label.text)
+    assert labels == ("用户登录", "用户名", "密码")
     assert [b.label.text for b in v.buttons] == ["登录", "清除"]
     assert v.focus is LoginFocus.USER and v.user.focused
     assert v.status.text == "", "network state not known yet"

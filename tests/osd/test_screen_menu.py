@@ -38,7 +38,8 @@ def test_the_menu_shows_version_user_list_input_feedback_and_keys(seat: Seat) ->
     assert v.input.prompt.colour is Colour.YELLOW
     assert v.feedback is None
     assert [(k.key.text, k.label.text) for k in v.function_keys] == [
-        ("F1", "连接"), ("F2", "推送"), ("F3", "获取"), ("F5", "刷新"), ("F12", "注销"), ("Esc", "关闭"),
+        ("F1", "连接"), ("F2", "推送"), ("F3", "获取"),
+        ("F5", "刷新"), ("F12", "注销"), ("Esc", "关闭"),
     ]
     assert not seat.model.pointer_visible
 
@@ -260,7 +261,8 @@ def test_auto_close_is_configurable() -> None:
 
 def test_push_to_all_highlights_every_row(seat: Seat) -> None:
     seat.keys("F2")
-    seat.event(ev.DeviceList(Mode.PUSH, (ev.DeviceRow("5002", "B"), ev.DeviceRow("5003", "C", "red"))))
+    rows = (ev.DeviceRow("5002", "B"), ev.DeviceRow("5003", "C", "red"))
+    seat.event(ev.DeviceList(Mode.PUSH, rows))
     seat.type("all")
     seat.keys("Enter")
     seat.event(ev.ActionResult(Mode.PUSH, ResultCode.PUSHED))

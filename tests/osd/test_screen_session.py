@@ -101,7 +101,7 @@ def test_opening_the_osd_releases_a_held_shift(closed: Seat) -> None:
     out = closed.key_events([shift_down, o_down, o_up, o_down])  # Shift held throughout
     assert closed.kind is ScreenKind.MENU
     assert forwarded(out) == [shift_down, KeyEvent(shift_down.usage, Mod.NONE, False)]
-    out = closed.key_events([KeyEvent(o_down.usage, Mod.LSHIFT, False)] + sequence_events("Esc"))
+    out = closed.key_events([KeyEvent(o_down.usage, Mod.LSHIFT, False), *sequence_events("Esc")])
     out += closed.key_events([KeyEvent(shift_down.usage, Mod.NONE, False)])
     assert not forwarded(out), "releases of keys the computer no longer holds are dropped"
 

@@ -40,7 +40,8 @@ INTERESTING = [
 ]
 usages = st.one_of(st.sampled_from(INTERESTING), st.integers(0, 255))
 mods = st.one_of(
-    st.sampled_from([Mod.NONE, Mod.LSHIFT, Mod.RSHIFT, Mod.LCTRL]), st.builds(Mod, st.integers(0, 255))
+    st.sampled_from([Mod.NONE, Mod.LSHIFT, Mod.RSHIFT, Mod.LCTRL]),
+    st.builds(Mod, st.integers(0, 255)),
 )
 keys = st.builds(KeyEvent, usages, mods, st.booleans())
 gaps = st.one_of(st.sampled_from([0, 1, 100, 599, 600, 601, 1000]), st.integers(0, 70_000))
