@@ -331,52 +331,58 @@ def _room(hotkeys: dict[str, tuple[str, ...]], **kw: Any) -> RoomConfig:
 
 
 _NAMES = ListOf(NAME, unique=True)
+SEAT: Section[SeatConf] = Section({
+    "name": NAME,
+    "screens": ListOf(DeviceId("rx"), min_len=1, max_len=MAX_SCREENS, unique=True),
+}, into=SeatConf)
+WALL: Section[WallConf] = Section({
+    "name": NAME,
+    "rows": Int(1, MAX_WALL_SIDE),
+    "cols": Int(1, MAX_WALL_SIDE),
+    "tiles": ListOf(DeviceId("rx"), min_len=1, unique=True),
+    "splice": Option(Bool(), default=False),
+}, into=WallConf)
+DEVICE_GROUP: Section[DeviceGroupConf] = Section({
+    "name": NAME,
+    "devices": Option(ListOf(DeviceSpec(), unique=True), default=()),
+}, into=DeviceGroupConf)
+USER: Section[UserConf] = Section({
+    "name": USER_NAME,
+    "role": Option(Enum(*ROLES), default="operator"),
+    "password": Option(Maybe(PASSWORD), default=None),
+    "password_hash": Option(Maybe(PASSWORD_HASH), default=None),
+    "enabled": Option(Bool(), default=True),
+    "lang": Option(Enum(*LANGS), default="zh_CN"),
+    "groups": Option(_NAMES, default=()),
+}, into=UserConf)
+GRANT: Section[GrantConf] = Section({
+    "user": Option(Maybe(USER_NAME), default=None),
+    "group": Option(Maybe(NAME), default=None),
+    "scope": Enum(*SCOPES),
+    "access": Option(Enum(*ACCESS), default="control"),
+    "devices": Option(ListOf(DeviceSpec(), unique=True), default=()),
+    "device_groups": Option(_NAMES, default=()),
+}, into=GrantConf)
+HOTKEY_TARGETS = ListOf(DeviceId(), min_len=1, unique=True)
+SETTINGS: Section[SettingsConf] = Section({
+    "chord": Option(Maybe(Check(Str(max_len=64), _chord)), default=None),
+    "chord_window_ms": Option(Maybe(Int(100, 5000)), default=None),
+    "lang": Option(Maybe(Enum(*LANGS)), default=None),
+    "auto_close_ms": Option(Maybe(Int(0, 60000)), default=None),
+    "idle_close_s": Option(Maybe(Int(0, 86400)), default=None),
+    "idle_logout_s": Option(Maybe(Int(0, 86400)), default=None),
+}, into=SettingsConf)
 SCHEMA: Section[RoomConfig] = Section({
     "tx": Option(ListOf(_device("tx")), default=()),
     "rx": Option(ListOf(_device("rx")), default=()),
-    "seats": Option(ListOf(Section({
-        "name": NAME,
-        "screens": ListOf(DeviceId("rx"), min_len=1, max_len=MAX_SCREENS, unique=True),
-    }, into=SeatConf)), default=()),
-    "walls": Option(ListOf(Section({
-        "name": NAME,
-        "rows": Int(1, MAX_WALL_SIDE),
-        "cols": Int(1, MAX_WALL_SIDE),
-        "tiles": ListOf(DeviceId("rx"), min_len=1, unique=True),
-        "splice": Option(Bool(), default=False),
-    }, into=WallConf)), default=()),
+    "seats": Option(ListOf(SEAT), default=()),
+    "walls": Option(ListOf(WALL), default=()),
     "user_groups": Option(_NAMES, default=()),
-    "device_groups": Option(ListOf(Section({
-        "name": NAME,
-        "devices": Option(ListOf(DeviceSpec(), unique=True), default=()),
-    }, into=DeviceGroupConf)), default=()),
-    "users": Option(ListOf(Section({
-        "name": USER_NAME,
-        "role": Option(Enum(*ROLES), default="operator"),
-        "password": Option(Maybe(PASSWORD), default=None),
-        "password_hash": Option(Maybe(PASSWORD_HASH), default=None),
-        "enabled": Option(Bool(), default=True),
-        "lang": Option(Enum(*LANGS), default="zh_CN"),
-        "groups": Option(_NAMES, default=()),
-    }, into=UserConf)), default=()),
-    "grants": Option(ListOf(Section({
-        "user": Option(Maybe(USER_NAME), default=None),
-        "group": Option(Maybe(NAME), default=None),
-        "scope": Enum(*SCOPES),
-        "access": Option(Enum(*ACCESS), default="control"),
-        "devices": Option(ListOf(DeviceSpec(), unique=True), default=()),
-        "device_groups": Option(_NAMES, default=()),
-    }, into=GrantConf)), default=()),
-    "hotkeys": Option(MapOf(HotkeyKey(), ListOf(DeviceId(), min_len=1, unique=True)),
-                      default={}),
-    "settings": Option(Section({
-        "chord": Option(Maybe(Check(Str(max_len=64), _chord)), default=None),
-        "chord_window_ms": Option(Maybe(Int(100, 5000)), default=None),
-        "lang": Option(Maybe(Enum(*LANGS)), default=None),
-        "auto_close_ms": Option(Maybe(Int(0, 60000)), default=None),
-        "idle_close_s": Option(Maybe(Int(0, 86400)), default=None),
-        "idle_logout_s": Option(Maybe(Int(0, 86400)), default=None),
-    }, into=SettingsConf), default=SettingsConf()),
+    "device_groups": Option(ListOf(DEVICE_GROUP), default=()),
+    "users": Option(ListOf(USER), default=()),
+    "grants": Option(ListOf(GRANT), default=()),
+    "hotkeys": Option(MapOf(HotkeyKey(), HOTKEY_TARGETS), default={}),
+    "settings": Option(SETTINGS, default=SettingsConf()),
 }, into=_room)
 
 
@@ -394,7 +400,7 @@ def _dupes(problems: list[Problem], section: str, names: Iterable[str], what: st
         seen.setdefault(key, name)
 
 
-def _inner_problems(cfg: RoomConfig) -> list[Problem]:
+def inner_problems(cfg: RoomConfig) -> list[Problem]:
     """Uniqueness and membership rules that need nothing but the file."""
     p: list[Problem] = []
     for section, devices in (("tx", cfg.tx), ("rx", cfg.rx)):
@@ -515,7 +521,7 @@ def check_references(cfg: RoomConfig, known: Known) -> list[Problem]:
 def parse(data: object) -> RoomConfig:
     """Validate a loaded document (``None``, an empty file, is an empty configuration)."""
     cfg = validate(SCHEMA, {} if data is None else data)
-    problems = _inner_problems(cfg)
+    problems = inner_problems(cfg)
     if problems:
         raise ConfigError(problems)
     return cfg

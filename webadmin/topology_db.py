@@ -35,6 +35,7 @@ from webadmin.topology import (
     check_references,
     compress,
     expand,
+    inner_problems,
     kind_of,
 )
 
@@ -114,7 +115,7 @@ def _user_problems(s: Session, cfg: RoomConfig, replace: bool) -> list[Problem]:
 def check_import(s: Session, cfg: RoomConfig, *, replace: bool) -> None:
     """Everything `import_config` checks before it changes anything; raises ConfigError."""
     known = Known.of(cfg) if replace else Known.of(cfg).merged(known_in_db(s))
-    problems = check_references(cfg, known)
+    problems = inner_problems(cfg) + check_references(cfg, known)
     problems += _serial_problems(s, cfg, replace)
     problems += _user_problems(s, cfg, replace)
     if problems:
@@ -255,12 +256,13 @@ def _apply_layouts(s: Session, cfg: RoomConfig, devices: dict[str, m.Device]) ->
                                            for i, d in enumerate(hk.targets)]
 
 
-def import_config(s: Session, cfg: RoomConfig, *, replace: bool,
-                  actor: str = "system") -> ImportSummary:
+def import_config(s: Session, cfg: RoomConfig, *, replace: bool, actor: str = "system",
+                  audit_action: str | None = "import") -> ImportSummary:
     """Store `cfg`. ``replace``: the database's configuration becomes exactly the file's;
     otherwise the file is merged in (what it names is created or updated, nothing else is
     touched). Raises ConfigError, changing nothing, when the file cannot be applied.
-    Does not commit."""
+    Writes an audit entry (unless `audit_action` is None: the caller audits). Does not
+    commit."""
     check_import(s, cfg, replace=replace)
     if replace:
         _clear_configuration(s, (d.id for d in cfg.devices), (u.name for u in cfg.users))
@@ -307,8 +309,9 @@ def import_config(s: Session, cfg: RoomConfig, *, replace: bool,
                 "grants_added": grants, "hotkeys": len(cfg.hotkeys)},
         notify=notify,
     )
-    routing.audit(s, actor=actor, action="import", result="OK", target=summary.mode,
-                  detail=summary.counts)
+    if audit_action is not None:
+        routing.audit(s, actor=actor, action=audit_action, result="OK", target=summary.mode,
+                      detail=summary.counts)
     return summary
 
 
@@ -358,10 +361,14 @@ def export_config(s: Session) -> dict[str, Any]:
         targets = [id_of[t.device_pk] for t in hk.targets if t.device_pk in id_of]
         if targets:
             doc["hotkeys"][hk.key] = targets
-    row = s.get(m.Settings, 1)
-    doc["settings"] = ({k: getattr(row, k) for k in SETTINGS_KEYS} if row is not None
-                       else settings_defaults())
+    doc["settings"] = export_settings(s)
     return doc
+
+
+def export_settings(s: Session) -> dict[str, Any]:
+    """The OSD settings in force."""
+    row = s.get(m.Settings, 1)
+    return {k: getattr(row, k) for k in SETTINGS_KEYS} if row is not None else settings_defaults()
 
 
 def _export_grants(s: Session, id_of: dict[int, str]) -> list[dict[str, Any]]:
