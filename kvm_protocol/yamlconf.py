@@ -342,6 +342,8 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader with decimal/hex ints only and no repeated keys; bad values keep their line."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):   # e.g. `!!set a`: the base class says so
+            return super().construct_mapping(node, deep=deep)
         seen: list[object] = []
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
@@ -403,3 +405,6 @@ def load_yaml(source: Path | str, *, name: str | None = None) -> object:
         raise _error(f"{name}: {e}") from None
     except RecursionError:
         raise _error(f"{name}: nested too deeply") from None
+    except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError) as e:
+        # A constructor that failed outside construct_object (deferred ones); no position.
+        raise _error(f"{name}: invalid YAML: {e}") from None

@@ -50,9 +50,10 @@ ROOM = Section(
             ),
             default=(),
         ),
-        "hotkeys": Option(MapOf(Str(r"[A-Za-z0-9_-]+", what="a hotkey"), ListOf(ID, min_len=1,
-                                                                                  unique=True)),
-                          default={}),
+        "hotkeys": Option(
+            MapOf(Str(r"[A-Za-z0-9_-]+", what="a hotkey"), ListOf(ID, min_len=1, unique=True)),
+            default={},
+        ),
     }
 )
 
@@ -64,10 +65,14 @@ def problems(schema: yamlconf.Validator[Any], text: str) -> list[str]:
 
 
 def test_valid_document_gets_defaults_and_typed_values() -> None:
-    cfg = validate(ROOM, load_yaml("tx:\n  - id: '0001'\n  - {id: 0002, heads: 2}\n"
-                                   "hotkeys: {A1: ['0001']}\n"))
+    cfg = validate(
+        ROOM, load_yaml("tx:\n  - id: '0001'\n  - {id: 0002, heads: 2}\nhotkeys: {A1: ['0001']}\n")
+    )
     assert cfg == {
-        "port": 8080, "debug": False, "lang": "zh_CN", "name": None,
+        "port": 8080,
+        "debug": False,
+        "lang": "zh_CN",
+        "name": None,
         "tx": ({"id": "0001", "heads": 1, "sim": None}, {"id": "0002", "heads": 2, "sim": None}),
         "hotkeys": {"A1": ("0001",)},
     }
@@ -84,13 +89,14 @@ def test_valid_document_gets_defaults_and_typed_values() -> None:
         ("name: ''", ["name: '' is shorter than 1 character(s)"]),
         ("name: abcdefghij", ["name: 'abcdefghij' is longer than 8 characters"]),
         ("tx: {id: '0001'}", ["tx: expected a list, got {'id': '0001'}"]),
-        ("tx: [{id: '0001'}, {id: '0002'}, {id: '0003'}, {id: '0004', heads: 7}]",
-         ["tx[3].heads: 7 is not in 1..4"]),
+        (
+            "tx: [{id: '0001'}, {id: '0002'}, {id: '0003'}, {id: '0004', heads: 7}]",
+            ["tx[3].heads: 7 is not in 1..4"],
+        ),
         ("tx: [{id: abc}]", ["tx[0].id: 'abc' is not a 4-digit ID"]),
         ("tx: [{id: 5001}]", ["tx[0].id: expected a string, got 5001"]),
         ("tx: [{heads: 2}]", ["tx[0].id: missing required key"]),
-        ("tx: [{id: '0001', colour: red}]",
-         ["tx[0].colour: unknown key (known: id, heads, sim)"]),
+        ("tx: [{id: '0001', colour: red}]", ["tx[0].colour: unknown key (known: id, heads, sim)"]),
         ("tx: [7]", ["tx[0]: expected a mapping, got 7"]),
         ("hotkeys: {'a b': ['0001']}", ["hotkeys['a b']: 'a b' is not a hotkey"]),
         ("hotkeys: {A1: []}", ["hotkeys.A1: needs at least 1 item(s), got 0"]),
@@ -189,7 +195,18 @@ def test_format_path(path: yamlconf.KeyPath, text: str) -> None:
 
 def test_numbers_with_leading_zeros_stay_strings() -> None:
     assert load_yaml("[0001, 0010, 0009, 5001, 0, -3, 0x1f, 1_000, '7', 1.5, 1:30, 0b11]") == [
-        "0001", "0010", "0009", 5001, 0, -3, 31, 1000, "7", 1.5, "1:30", "0b11",
+        "0001",
+        "0010",
+        "0009",
+        5001,
+        0,
+        -3,
+        31,
+        1000,
+        "7",
+        1.5,
+        "1:30",
+        "0b11",
     ]
 
 
@@ -254,8 +271,19 @@ def test_recursive_alias_is_only_an_error() -> None:
 # --- properties ----------------------------------------------------------------------------
 
 yaml_chars = st.sampled_from(
-    [*"ab01 :-[]{},'\"\n\t#&*!|>?%@`.\\xé网", "---", "0x", "2024-13-45",
-     "!!int", "!!float", "!!timestamp", "!!binary", "!!omap", "!!set", "!!str"]
+    [
+        *"ab01 :-[]{},'\"\n\t#&*!|>?%@`.\\xé网",
+        "---",
+        "0x",
+        "2024-13-45",
+        "!!int",
+        "!!float",
+        "!!timestamp",
+        "!!binary",
+        "!!omap",
+        "!!set",
+        "!!str",
+    ]
 )
 
 
@@ -275,9 +303,15 @@ def test_garbage_text_loads_or_raises_config_error_only(text: str) -> None:
 
 yaml_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10, 70000) | st.text(max_size=6) | st.floats(),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(["port", "tx", "id", "heads", "lang", "hotkeys", "A1", "x"])
-                      | st.text(max_size=3), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["port", "tx", "id", "heads", "lang", "hotkeys", "A1", "x"])
+            | st.text(max_size=3),
+            inner,
+            max_size=4,
+        )
+    ),
     max_leaves=20,
 )
 
