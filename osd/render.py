@@ -60,7 +60,9 @@ class Renderer:
     def __init__(self, font_path: Path | None = None) -> None:
         self.fonts = FontCache(font_path)
         self._panels: dict[tuple[int, int, int], pygame.Surface] = {}
+        self._layers: dict[tuple[int, ...], pygame.Surface] = {}  # translucent shapes
         self._widths: dict[tuple[str, int], float] = {}
+        self._rendered: dict[tuple[str, int, Colour], tuple[pygame.Surface, pygame.Rect]] = {}
         self._surface: pygame.Surface = pygame.Surface((1, 1))
         self._scale = 1.0
         self._ox = self._oy = 0
@@ -245,8 +247,14 @@ class Renderer:
         rad = self._px(radius)
         corners = {"border_bottom_left_radius": 0, "border_bottom_right_radius": 0}
         if len(rgba) == 4 and rgba[3] < 255:
-            layer = pygame.Surface(rect.size, pygame.SRCALPHA)
-            pygame.draw.rect(layer, rgba, layer.get_rect(), border_radius=rad)
+            key = (rect.w, rect.h, rad, *rgba)
+            layer = self._layers.get(key)
+            if layer is None:
+                layer = pygame.Surface(rect.size, pygame.SRCALPHA)
+                pygame.draw.rect(layer, rgba, layer.get_rect(), border_radius=rad)
+                if len(self._layers) > 256:
+                    self._layers.clear()
+                self._layers[key] = layer
             self._surface.blit(layer, rect)
         elif top_only:
             pygame.draw.rect(self._surface, rgba[:3], rect, border_radius=rad, **corners)
@@ -301,10 +309,22 @@ class Renderer:
         width = self._measure(text, size)
         left = {"left": x, "center": x - width / 2, "right": x - width}[anchor]
         baseline = self._oy + self._px(cy) + round(px * 0.36)
-        font.render_to(
-            self._surface, (self._ox + self._px(left), baseline), text, PALETTE[t.colour]
-        )
+        glyphs, at = self._glyphs(font, px, text, t.colour)
+        self._surface.blit(glyphs, (self._ox + self._px(left) + at.x, baseline - at.y))
         return left + width if anchor != "right" else left
+
+    def _glyphs(
+        self, font: pygame.freetype.Font, px: int, text: str, colour: Colour
+    ) -> tuple[pygame.Surface, pygame.Rect]:
+        """Rendered text, cached: freetype rendering costs far more than blitting the result."""
+        key = (text, px, colour)
+        hit = self._rendered.get(key)
+        if hit is None:
+            hit = font.render(text, PALETTE[colour])
+            if len(self._rendered) > 1024:
+                self._rendered.clear()
+            self._rendered[key] = hit
+        return hit
 
     def _fit(self, text: str, size: int, max_w: float) -> str:
         if self._measure(text, size) <= max_w:
