@@ -283,6 +283,12 @@ yaml_chars = st.sampled_from(
         "!!omap",
         "!!set",
         "!!str",
+        "!!pairs",
+        "!!map",
+        "!!seq",
+        "<<",
+        "&a",
+        "*a",
     ]
 )
 
