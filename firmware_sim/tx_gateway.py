@@ -141,6 +141,14 @@ class GatewayCore:
         """Serials whose last state post was accepted."""
         return {s for s, tx in self._tx.items() if tx.announced and tx.last_body is not None}
 
+    def posted(self) -> dict[str, Json]:
+        """The last state the server accepted, per serial still reporting."""
+        return {
+            s: tx.last_body
+            for s, tx in self._tx.items()
+            if tx.announced and tx.last_body is not None
+        }
+
     def given_up(self) -> set[str]:
         return {s for s, tx in self._tx.items() if tx.gave_up}
 
@@ -246,6 +254,10 @@ class TxGateway:
     def reporting(self) -> set[str]:
         with self._lock:
             return self.core.reporting()
+
+    def posted(self) -> dict[str, Json]:
+        with self._lock:
+            return self.core.posted()
 
     def _warn_once(self, serial: str, what: str) -> None:
         if (serial, what) not in self._warned:

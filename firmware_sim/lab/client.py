@@ -261,8 +261,33 @@ class Lab:
         return self._control("POST", "/controller", {"rx": rx, "action": action})
 
     def status(self) -> Json:
-        """The up process's view of its children."""
+        """The up process's view of its children and of the Tx gateway."""
         return self._control("GET", "/status")
+
+    def tx_reported(self, tx: str) -> bool:
+        """The server has the Tx's current state (the gateway posted what the simulator shows;
+        for a Tx that is off the network: it has stopped reporting)."""
+        from firmware_sim.tx_gateway import reports_from_sim_state
+
+        self.check_device(tx)
+        sim = self.sim_state()
+        ids = [t.get("id") for t in sim.get("tx", [])]
+        reports = dict(zip(ids, reports_from_sim_state(sim), strict=True))
+        posted = self.status().get("gateway", {}).get("posted", {})
+        report = reports.get(tx)
+        if report is None:
+            raise LabError(f"the simulator has no Tx {tx}")
+        if not report.reachable:
+            return tx not in posted
+        return bool(posted.get(tx) == report.state_body())
+
+    def wait_tx_reported(self, tx: str, timeout: float = 10.0) -> None:
+        """Wait (bounded) until the server has the current state of Tx `tx` (see tx_reported)."""
+        deadline = time.monotonic() + timeout
+        while not self.tx_reported(tx):
+            if time.monotonic() >= deadline:
+                raise LabError(f"the server did not learn the state of Tx {tx} in {timeout:g} s")
+            time.sleep(0.1)
 
     # --- observing --------------------------------------------------------------------
 

@@ -248,15 +248,17 @@ class LabRunner:
                 state_dir.mkdir(parents=True, exist_ok=True)
                 entries.append(
                     {
-                        "id": dev.id,
+                        "name": dev.id,
                         "serial": self.serial_ports[dev.id],
-                        "server": self.server_url,
                         "state_dir": str(state_dir),
                     }
                 )
                 self.rx_host[dev.id] = index
             (self.work / f"rx-host-{index + 1}.yaml").write_text(
-                yaml.safe_dump({"controllers": entries}, sort_keys=False), encoding="utf-8"
+                yaml.safe_dump(
+                    {"server": self.server_url, "controllers": entries}, sort_keys=False
+                ),
+                encoding="utf-8",
             )
         self.host_ports = [free_port() for _ in hosts]
 
@@ -522,9 +524,17 @@ Drive it from another shell:
             "children": children,
             "gateway": {
                 "reporting": sorted(gw.reporting()) if gw else [],
+                "posted": self._posted_by_id(),
                 "last_error": gw.last_error if gw else None,
             },
         }
+
+    def _posted_by_id(self) -> Json:
+        """Tx ID → the state the server last accepted from the gateway for it."""
+        if self.gateway is None or self.topology is None:
+            return {}
+        ids = {d.serial: d.id for d in self.topology.tx}
+        return {ids.get(serial, serial): body for serial, body in self.gateway.posted().items()}
 
     def _server_action(self, action: str) -> Json:
         child = self.sup["server"]

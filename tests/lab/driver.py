@@ -15,6 +15,8 @@ from kvm_protocol.results import ResultCode
 Json = dict[str, Any]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "lab"
 MODE_KEYS = {"connect": "F1", "push": "F2", "fetch": "F3"}
+BUSY = {"正在处理…", "Working…"}  # shown while a request is on its way (osd.view)
+HIGHLIGHT = {"yellow", "bright_yellow"}
 LOGIN_FAILURES = {
     ResultCode.BAD_CREDENTIALS,
     ResultCode.SERVER_UNREACHABLE,
@@ -196,7 +198,11 @@ class Seat:
         self.type(text)
         self.wait_osd(lambda o: o["input"] == text, f"input {text!r}")
         self.keys("Enter")
-        osd = self.wait_osd(lambda o: bool(o["feedback"]), f"feedback to {mode} {text!r}", timeout)
+        osd = self.wait_osd(
+            lambda o: bool(o["feedback"]) and o["feedback"] not in BUSY,
+            f"feedback to {mode} {text!r}",
+            timeout,
+        )
         return str(osd["feedback"])
 
     def connect(self, text: str) -> str:

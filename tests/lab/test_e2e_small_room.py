@@ -1,0 +1,65 @@
+"""A second topology (examples/small-room.yaml): English OSD, Ctrl+K Ctrl+K call-up chord,
+other IDs, a three-screen seat with a dual-head Rx, a wall strip that does not splice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from firmware_sim.lab import Lab
+from kvm_protocol.results import ResultCode as R
+from tests.lab.driver import ARTIFACTS, Seat, lab_device, poll, sources
+
+pytestmark = pytest.mark.slow
+MakeSeat = Callable[[str], Seat]
+
+
+def en(code: R) -> str:
+    return code.text("en")
+
+
+def test_shift_lead_seat(small_room: Lab, small_seats: MakeSeat) -> None:
+    s = small_seats("7001")
+    osd = s.wait_osd(lambda o: o["screen"] == "login", "the login screen")
+    assert osd["status"] == en(R.NETWORK_OK)
+    assert s.attempt_login("ext", "ext-pass") == en(R.ACCOUNT_DISABLED)
+    assert s.attempt_login("lead", "wrong-pass") == en(R.BAD_CREDENTIALS)
+    s.login("lead", "lead-pass-1")
+    assert s.connect("hmi") == en(R.CONNECTED)  # hotkey hmi → Tx 0101
+    s.wait_closed()
+    poll(lambda: s.source(), lambda v: v == "0101:1", 10, "7001 to show 0101")
+    s.shot("small-room-7001-connected")
+    assert s.connect("4999") == en(R.OFFLINE)  # its network is unplugged (sim hint)
+    assert s.connect("102") == en(R.CONNECTED)  # leading zeros left out
+    s.wait_closed()
+    assert s.push("strip") == en(R.PUSHED)  # hotkey strip → 9001, 9002, 9003
+    poll(
+        lambda: sources(small_room),
+        lambda src: [src[rx][0] for rx in ("9001", "9002", "9003")] == ["0102:1"] * 3,
+        10,
+        "the strip to show 0102",
+    )
+    assert s.push("9001") == en(R.SAME_SOURCE)
+
+
+def test_three_screen_desk(small_room: Lab, small_seats: MakeSeat) -> None:
+    left = small_seats("6001")  # dual-head Rx, screen 1 of desk-1
+    left.wait_osd(lambda o: o["screen"] == "login", "the login screen")
+    left.login("ops1", "ops1-pass")
+    left.lang = "zh_CN"  # ops1's own language (the default)
+    # One login serves the whole seat: its other screens unlock too.
+    right = Seat(small_room, "6002", lang="en", chord="Ctrl+K Ctrl+K")
+    right.wait_osd(lambda o: o["user"] == "ops1", "6002 to share the seat's session")
+    assert left.connect("101") == R.CONNECTED.text("zh_CN")  # dual-head Tx, dual-head Rx
+    left.wait_closed()
+    poll(
+        lambda: sources(small_room)["6001"],
+        lambda h: h == ["0101:1", "0101:2"],
+        10,
+        "both heads of 6001 to show 0101",
+    )
+    left.shot("small-room-6001-head1")
+    small_room.screenshot("6001", ARTIFACTS / "small-room-6001-head2.png", head=2)
+    assert left.connect("4999") == R.OUT_OF_SCOPE.text("zh_CN")  # only lead may view 4999
+    assert lab_device(small_room, "4999")["online"] is False
