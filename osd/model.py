@@ -15,6 +15,11 @@ from kvm_protocol.results import Lang
 ROWS_PER_PAGE = 8
 
 
+def page_count(rows: int) -> int:
+    """Pages of a device list of `rows` rows (an empty list still has one page)."""
+    return max(1, -(-rows // ROWS_PER_PAGE))
+
+
 class Colour(Enum):
     """Colour roles of the manual (SPEC 1.2); the renderer maps them to RGB."""
 

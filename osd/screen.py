@@ -23,7 +23,7 @@ from kvm_protocol.results import Lang, ResultCode
 from osd import events as ev
 from osd.chord import ChordDetector, mod_mask
 from osd.menu import INPUT_CHARS, MAX_INPUT, MAX_PASSWORD, MAX_USER, normalise, parse_targets
-from osd.model import ROWS_PER_PAGE, LoginFocus, Mode, ScreenKind, ScreenModel
+from osd.model import LoginFocus, Mode, ScreenKind, ScreenModel, page_count
 from osd.state import LoginForm, MenuState, OsdState
 from osd.view import build_model
 
@@ -116,7 +116,7 @@ class OsdMachine:
             case ev.DeviceList(mode=mode, rows=rows):
                 if s.user is not None and mode is s.menu.mode:
                     s.menu.rows = rows
-                    s.menu.page = min(s.menu.page, _page_count(rows) - 1)
+                    s.menu.page = min(s.menu.page, page_count(len(rows)) - 1)
             case ev.ActionResult():
                 self._action_result(event, now_ms, fx)
             case ev.NetworkStatus(up=up):
@@ -252,7 +252,7 @@ class OsdMachine:
             self._s.menu_open = False
         elif usage in (_K["PageUp"], _K["PageDown"]):
             step = -1 if usage == _K["PageUp"] else 1
-            m.page = max(0, min(m.page + step, _page_count(m.rows) - 1))
+            m.page = max(0, min(m.page + step, page_count(len(m.rows or ())) - 1))
         elif usage in _ENTER_KEYS:
             self._submit_action(now, fx)
         elif usage == _K["Backspace"]:
@@ -402,6 +402,3 @@ class OsdMachine:
                 self._shown = False
         return fx
 
-
-def _page_count(rows: tuple[ev.DeviceRow, ...] | None) -> int:
-    return max(1, -(-len(rows or ()) // ROWS_PER_PAGE))

@@ -24,6 +24,7 @@ from osd.model import (
     ScreenKind,
     ScreenModel,
     Text,
+    page_count,
 )
 from osd.state import OsdState
 
@@ -137,7 +138,7 @@ def _menu(s: OsdState) -> MenuView:
     if s.connectivity not in (None, ResultCode.NETWORK_OK):
         notices.append(result_text(s.connectivity, lang))
     rows = m.rows or ()
-    count = max(1, -(-len(rows) // ROWS_PER_PAGE))
+    count = page_count(len(rows))
     page = min(m.page, count - 1)
     shown = rows[page * ROWS_PER_PAGE : (page + 1) * ROWS_PER_PAGE]
     everything = "all" in m.highlight
