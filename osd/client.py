@@ -433,8 +433,22 @@ def parse_devices(body: Any, mode: Mode) -> DeviceList:
 
 # --- the client --------------------------------------------------------------------
 
+class _Channel:
+    """One keep-alive session used by one caller at a time, with abortable sockets."""
+
+    def __init__(self) -> None:
+        self.tracker = _SocketTracker()
+        self.session = _new_session(self.tracker)
+        self.lock = threading.Lock()
+
+
 class ServerClient:
-    """The REST API as seen by one Rx: device calls and operator calls on behalf of its seat."""
+    """The REST API as seen by one Rx: device calls and operator calls on behalf of its seat.
+
+    Three channels (keep-alive connections), so that nothing waits behind anything else:
+    ``ops`` for the operator's login/logout/connect/push/fetch, ``bg`` for announce, state
+    reports and device lists, ``watch`` for the long poll.
+    """
 
     def __init__(self, base_url: str, serial: str, secret: str, *,
                  call_timeout: float = 3.0, connect_timeout: float = 1.5,
@@ -445,19 +459,16 @@ class ServerClient:
         self.call_timeout = call_timeout
         self.connect_timeout = connect_timeout
         self.watch_timeout = watch_timeout
-        self._calls_tracker = _SocketTracker()
-        self._watch_tracker = _SocketTracker()
-        self._calls = _new_session(self._calls_tracker)
-        self._watch = _new_session(self._watch_tracker)
-        self._calls_lock = threading.Lock()
-        self._watch_lock = threading.Lock()
+        self._ops = _Channel()
+        self._bg = _Channel()
+        self._watch = _Channel()
 
     # device side -------------------------------------------------------------------
     def announce(self, *, heads: int, firmware: str) -> AnnounceOutcome:
         """Announce this Rx; ``Adopted`` once an admin adopted it, ``Pending`` before."""
         body = {"serial": self.serial, "kind": "rx", "heads": heads, "firmware": firmware,
                 "secret": self._secret}
-        res = self._request("POST", "/api/v1/device/announce", body, auth=False)
+        res = self._request("POST", "/api/v1/device/announce", body, self._bg, auth=False)
         if isinstance(res, (ServerUnreachable, Pending, Refused)):
             return res
         status, data = res
@@ -478,7 +489,7 @@ class ServerClient:
             "heads": [{"head": h, "source": format_source(src), "video": video}
                       for h, src, video in heads],
         }
-        res = self._request("POST", "/api/v1/device/state", body)
+        res = self._request("POST", "/api/v1/device/state", body, self._bg)
         if isinstance(res, (ServerUnreachable, Pending, Refused)):
             return res
         try:
@@ -492,7 +503,7 @@ class ServerClient:
         wait_s = max(0, math.ceil(wait))   # the server takes whole seconds
         res = self._request(
             "GET", f"/api/v1/device/watch?generation={int(generation)}&timeout={wait_s}", None,
-            read_timeout=wait_s + 5.0, session=self._watch, lock=self._watch_lock,
+            self._watch, read_timeout=wait_s + 5.0, busy_retries=0,
         )
         if isinstance(res, (ServerUnreachable, Pending, Refused)):
             return res
@@ -503,7 +514,8 @@ class ServerClient:
 
     # operator side -------------------------------------------------------------------
     def login(self, user: str, password: str) -> LoginOutcome:
-        res = self._request("POST", "/api/v1/seat/login", {"user": user, "password": password})
+        res = self._request("POST", "/api/v1/seat/login", {"user": user, "password": password},
+                            self._ops)
         if isinstance(res, (ServerUnreachable, Pending)):
             return res
         if isinstance(res, Refused):
@@ -519,7 +531,7 @@ class ServerClient:
         return self._action("/api/v1/seat/logout", {})
 
     def devices(self, mode: Mode) -> DevicesOutcome:
-        res = self._request("GET", f"/api/v1/seat/devices?mode={mode}", None)
+        res = self._request("GET", f"/api/v1/seat/devices?mode={mode}", None, self._bg)
         if isinstance(res, (ServerUnreachable, Pending, Refused)):
             return res
         try:
@@ -538,21 +550,21 @@ class ServerClient:
 
     def abort(self) -> None:
         """Shut down in-flight requests (a blocked long poll returns ``ServerUnreachable``)."""
-        self._calls_tracker.abort()
-        self._watch_tracker.abort()
+        for channel in (self._ops, self._bg, self._watch):
+            channel.tracker.abort()
 
     def abort_watch(self) -> None:
         """Shut down only the long poll in flight, if any."""
-        self._watch_tracker.abort()
+        self._watch.tracker.abort()
 
     def close(self) -> None:
         self.abort()
-        self._calls.close()
-        self._watch.close()
+        for channel in (self._ops, self._bg, self._watch):
+            channel.session.close()
 
     # plumbing ---------------------------------------------------------------------------
     def _action(self, path: str, body: dict[str, Any]) -> ActionOutcome:
-        res = self._request("POST", path, body)
+        res = self._request("POST", path, body, self._ops)
         if isinstance(res, (ServerUnreachable, Pending)):
             return res
         if isinstance(res, Refused):
@@ -562,32 +574,28 @@ class ServerClient:
         except BadAnswer as exc:
             return ServerUnreachable(f"bad answer from server: {exc}")
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None, *,
-                 auth: bool = True, read_timeout: float | None = None,
-                 session: requests.Session | None = None,
-                 lock: threading.Lock | None = None) -> tuple[int, Any] | Failure:
-        res = self._request_once(method, path, body, auth=auth, read_timeout=read_timeout,
-                                 session=session, lock=lock)
+    def _request(self, method: str, path: str, body: dict[str, Any] | None, channel: _Channel,
+                 *, auth: bool = True, read_timeout: float | None = None,
+                 busy_retries: int = BUSY_RETRIES) -> tuple[int, Any] | Failure:
+        res = self._request_once(method, path, body, channel, auth, read_timeout)
         # 503 means "nothing was done, try again" (e.g. a busy database): a few times, soon.
-        for attempt in range(BUSY_RETRIES if session is None else 0):
+        for attempt in range(busy_retries):
             if res != _BUSY:
                 break
             time.sleep(random.uniform(0.5, 1.5) * 0.05 * 2 ** attempt)
-            res = self._request_once(method, path, body, auth=auth, read_timeout=read_timeout,
-                                     session=session, lock=lock)
+            res = self._request_once(method, path, body, channel, auth, read_timeout)
         return res
 
-    def _request_once(self, method: str, path: str, body: dict[str, Any] | None, *,
-                      auth: bool, read_timeout: float | None,
-                      session: requests.Session | None,
-                      lock: threading.Lock | None) -> tuple[int, Any] | Failure:
+    def _request_once(self, method: str, path: str, body: dict[str, Any] | None,
+                      channel: _Channel, auth: bool,
+                      read_timeout: float | None) -> tuple[int, Any] | Failure:
         headers = {"Accept": "application/json"}
         if auth:
             headers["Authorization"] = f"Device {self.serial}:{self._secret}"
         timeout = (self.connect_timeout, read_timeout or self.call_timeout)
-        with lock or self._calls_lock:
+        with channel.lock:
             try:
-                resp = (session or self._calls).request(
+                resp = channel.session.request(
                     method, self.base_url + path, json=body, headers=headers, timeout=timeout,
                     allow_redirects=False,
                 )

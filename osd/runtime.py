@@ -116,7 +116,10 @@ class Controller:
         self.machine = OsdMachine(ev.Settings(lang=config.lang))
         self.reconciler = Reconciler()
         self.shown = _Shown()
-        self._io = self.hub.strand()
+        # Strands on the hub's pool: operator calls never wait behind reports or lists.
+        self._ops = self.hub.strand()    # login, logout, connect, push, fetch
+        self._bg = self.hub.strand()     # announce, state reports, device lists
+        self._lists_queued: set[Mode] = set()
         self._link: Link | None = None
         self._link_up = False
         self.identity: msg.Hello | None = None
@@ -164,7 +167,8 @@ class Controller:
                 if timer is not None:
                     timer.cancel()
             self._wake.notify_all()
-        self._io.close()
+        self._ops.close()
+        self._bg.close()
         if self.client is not None:
             self.client.abort()
         if self._link is not None:
@@ -302,7 +306,7 @@ class Controller:
             self.client.abort_watch()
         if self.adopted is not None:
             # Say so at once instead of letting the server wait for its device timeout.
-            self._io.submit(self._report_offline)
+            self._bg.submit(self._report_offline)
 
     def _send(self, m: msg.Message) -> int | None:
         link = self._link
@@ -335,10 +339,14 @@ class Controller:
                     if not visible:
                         self.shown.version += 1
                     self._send(msg.OsdOverlay(visible))
-                case ev.Login() | ev.Logout() | ev.RequestDevices() | ev.Connect() | ev.Push() \
-                        | ev.Fetch():
+                case ev.RequestDevices(mode=mode):
+                    if mode not in self._lists_queued:   # one queued list per mode is enough
+                        self._lists_queued.add(mode)
+                        self._bg.submit(lambda mode=mode: self._server_call(  # type: ignore[misc]
+                            ev.RequestDevices(mode)))
+                case ev.Login() | ev.Logout() | ev.Connect() | ev.Push() | ev.Fetch():
                     call = e
-                    self._io.submit(lambda call=call: self._server_call(call))   # type: ignore[misc]
+                    self._ops.submit(lambda call=call: self._server_call(call))  # type: ignore[misc]
         self._wake.notify_all()
 
     def _may_forward(self) -> bool:
@@ -429,7 +437,7 @@ class Controller:
         if self._announce_timer is not None:
             self._announce_timer.cancel()
         self._announce_timer = self.hub.call_later(
-            delay, lambda: self._io.submit(self._announce))
+            delay, lambda: self._bg.submit(self._announce))
 
     def _announce(self) -> None:
         with self._lock:
@@ -496,7 +504,7 @@ class Controller:
         if not force and self._current_report() == self.shown.last_report:
             return
         self._report_queued = True
-        self._io.submit(self._report)
+        self._bg.submit(self._report)
 
     def _report(self) -> None:
         with self._lock:
@@ -589,6 +597,8 @@ class Controller:
     def _server_call(self, call: ev.ServerCall) -> None:
         with self._lock:
             client = self.client
+            if isinstance(call, ev.RequestDevices):
+                self._lists_queued.discard(call.mode)
             if self._stopped:
                 return
             if isinstance(call, ev.Logout):
@@ -663,7 +673,7 @@ class Controller:
             with self._lock:
                 if self._stopped or not self._logout_owed:
                     return
-            self._io.submit(lambda: self._server_call(ev.Logout()))
+            self._ops.submit(lambda: self._server_call(ev.Logout()))
         self.hub.call_later(self._server_backoff.next(), retry)
 
     @staticmethod

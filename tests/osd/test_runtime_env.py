@@ -78,6 +78,7 @@ class RxEnv:
                  sim_overrides: dict[str, Any] | None = None,
                  device_timeout_s: int = 30) -> None:
         self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
         self.room = room or ROOM
         self.cfg = topology.parse(self.room)
         self.data = tmp / "server-data"
