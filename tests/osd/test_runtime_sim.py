@@ -255,3 +255,62 @@ def test_overlay_png_is_transparent_where_nothing_is_drawn(env: RxEnv) -> None:
     assert image.get_size() == (640, 360)
     assert image.get_at((0, 0)).a == 0, "corners show the video"
     assert image.get_at((320, 180)).a > 0, "the login panel is drawn in the middle"
+
+
+def test_view_only_user_never_types_into_the_computer(tmp_path: Path) -> None:
+    room = ROOM | {
+        "users": [*ROOM["users"], {"name": "viewer", "password": "viewer-pass"}],
+        "grants": [*ROOM["grants"], {"user": "viewer", "scope": "view", "access": "view-only",
+                                     "devices": ["0001"]}]}
+    environment = RxEnv(tmp_path, room)
+    try:
+        a = ready(environment, "5001")
+        environment.sim.type_text("5001", "viewer")
+        environment.sim.press("5001", "Tab")
+        environment.sim.type_text("5001", "viewer-pass")
+        environment.sim.press("5001", "Enter")
+        wait_until(lambda: osd(a)["rows"], 15, "the menu")
+        act(environment, "5001", a, "1 Enter", "连接成功")
+        wait_until(lambda: source(environment, "5001") == "0001:1", 10, "5001 shows 0001")
+        # Showing a view-only Tx: the server's session says keys are not allowed.
+        wait_until(lambda: osd(a)["keys_allowed"] is False, 10, "keys_allowed false")
+        wait_until(lambda: osd(a)["screen"] == "closed", 10, "the OSD closed")
+        before = osd(a)["stats"]["keys_forwarded"]
+        environment.sim.type_text("5001", "rm")
+        open_osd(environment, "5001", a)   # the chord still works: keys reach the OSD
+        assert osd(a)["stats"]["keys_forwarded"] == before
+        assert not typed_at(environment, "0001").endswith("rm")
+    finally:
+        environment.close()
+
+
+def test_cross_screen_seat_shares_the_login_and_follows_the_active_screen(
+        tmp_path: Path) -> None:
+    room = ROOM | {
+        "rx": [*ROOM["rx"], {"id": "5003", "name": "Desk 3", "serial": "SIM-RX-5003"}],
+        "seats": [{"name": "seat-B", "screens": ["5002", "5003"]}]}
+    environment = RxEnv(tmp_path, room)
+    try:
+        left, right = ready(environment, "5002"), ready(environment, "5003")
+        environment.sim.mouse_to_screen("seat-B", 1)
+        wait_until(lambda: osd(left)["active"] and not osd(right)["active"], 10,
+                   "the left screen active")
+        login(environment, "5002", left)
+        # The watch tells the right screen: unlocked, nobody has to log in there again.
+        wait_until(lambda: osd(right)["user"] == "hxfj" and osd(right)["screen"] == "closed",
+                   10, "the right screen logged in by the seat")
+        environment.sim.press("5002", "Esc")
+        wait_until(lambda: osd(left)["screen"] == "closed", 10, "the left OSD closed")
+        # F7+2 moves the keyboard to the right screen: the chord opens the OSD there.
+        environment.sim.press("seat-B", "F7+2")
+        wait_until(lambda: osd(right)["active"] and not osd(left)["active"], 10,
+                   "the right screen active")
+        environment.sim.press("seat-B", "Shift+O Shift+O")
+        wait_until(lambda: osd(right)["screen"] == "menu", 10, "the OSD on the right screen")
+        assert osd(left)["screen"] == "closed"
+        # F12 there logs the whole seat out.
+        environment.sim.press("seat-B", "F12")
+        wait_until(lambda: osd(left)["screen"] == "login" and osd(right)["screen"] == "login",
+                   10, "both screens locked")
+    finally:
+        environment.close()
