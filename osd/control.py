@@ -11,10 +11,12 @@ by every controller under a lock); ``ControlServer`` serves both on 127.0.0.1:
 
 from __future__ import annotations
 
-import io
 import json
 import logging
+import struct
 import threading
+import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -98,10 +100,11 @@ def controller_summary(ctrl: Controller) -> dict[str, Any]:
 class OverlayPainter:
     """Renders screen models onto transparent surfaces; one per process, thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache: int = 32) -> None:
         self._lock = threading.Lock()
         self._renderer: Any = None
-        self._clear: dict[tuple[int, int], pygame.Surface] = {}
+        self._pngs: OrderedDict[tuple[ScreenModel, tuple[int, int]], bytes] = OrderedDict()
+        self._cache = cache
 
     def surface(self, model: ScreenModel, size: tuple[int, int]) -> pygame.Surface:
         """The overlay plane for ``model``: RGBA, fully transparent where nothing is drawn."""
@@ -114,19 +117,52 @@ class OverlayPainter:
                 self._renderer = Renderer()
             surface = pygame.Surface(size, pygame.SRCALPHA)
             if model.kind is not ScreenKind.CLOSED:
-                clear = self._clear.get(size)
-                if clear is None:
-                    clear = self._clear[size] = pygame.Surface(size, pygame.SRCALPHA)
-                self._renderer.draw(model, surface, clear)
+                # The surface is its own (fully transparent) background: no video under it.
+                self._renderer.draw(model, surface, surface)
             return surface
 
     def png(self, model: ScreenModel, size: tuple[int, int]) -> bytes:
+        """The overlay as an RGBA PNG; the same model at the same size is encoded once."""
         import pygame
 
+        key = (model, size)
+        try:
+            hash(key)
+        except TypeError:   # a model that cannot be a key is simply not cached
+            return encode_png(pygame.image.tobytes(self.surface(model, size), "RGBA"), size)
+        with self._lock:
+            cached = self._pngs.get(key)
+            if cached is not None:
+                self._pngs.move_to_end(key)
+                return cached
         surface = self.surface(model, size)
-        buf = io.BytesIO()
-        pygame.image.save(surface, buf, "overlay.png")
-        return buf.getvalue()
+        data = encode_png(pygame.image.tobytes(surface, "RGBA"), size)
+        with self._lock:
+            self._pngs[key] = data
+            while len(self._pngs) > self._cache:
+                self._pngs.popitem(last=False)
+        return data
+
+
+def encode_png(rgba: bytes, size: tuple[int, int], level: int = 1) -> bytes:
+    """A minimal RGBA PNG encoder: fast zlib level, no filters (the overlay is mostly flat)."""
+    w, h = size
+    stride = w * 4
+    packer = zlib.compressobj(level)
+    view = memoryview(rgba)
+    parts = []
+    for y in range(h):   # row by row: no second full-size copy of the picture
+        parts.append(packer.compress(b"\x00"))
+        parts.append(packer.compress(view[y * stride:(y + 1) * stride]))
+    parts.append(packer.flush())
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)   # 8-bit RGBA
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
 
 
 class ControlError(Exception):
