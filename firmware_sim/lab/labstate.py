@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kvm_protocol.results import ResultCode
+from kvm_protocol.results import LANGS, ResultCode
 
 Json = dict[str, Any]
 OSD_KEYS = ("screen", "mode", "input", "feedback", "status", "user")
@@ -151,7 +151,7 @@ def sync_problems(
     for tx in sim.get("tx", []):
         if tx.get("online") and tx.get("id") not in reporting:
             problems.append(f"Tx {tx.get('id')} not yet reported to the server")
-    ok_text = ResultCode.NETWORK_OK.text("zh_CN")
+    ok_texts = {ResultCode.NETWORK_OK.text(lang) for lang in LANGS}
     for rx in sim.get("rx", []):
         rx_id = rx.get("id")
         if not rx.get("power"):
@@ -173,6 +173,6 @@ def sync_problems(
                 problems.append(f"controller of Rx {rx_id}: {what}")
                 break
         else:
-            if osd.get("screen") == "login" and osd.get("status") != ok_text:
+            if osd.get("screen") == "login" and osd.get("status") not in ok_texts:
                 problems.append(f"Rx {rx_id} login screen says {osd.get('status')!r}")
     return problems

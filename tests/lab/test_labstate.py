@@ -152,3 +152,8 @@ def test_sync_problems() -> None:
         {"S1": "0001"},
     )
     assert down == ["controller of Rx 5001: serial link down"]
+
+
+def test_an_english_login_screen_is_in_sync_too() -> None:
+    ok_en = {**OSD_LOGIN, "status": "Network OK"}
+    assert sync_problems(SIM, {"5001": ok_en, "5002": OSD_LOGIN}, {"S1"}, {"S1": "0001"}) == []
