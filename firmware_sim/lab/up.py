@@ -467,22 +467,32 @@ class LabRunner:
     def banner(self) -> None:
         assert self.topology is not None
         d = self.opts.data_dir
-        flag = "" if d == statefile.DEFAULT_DATA else f" --data {d}"
-        first_rx = self.topology.rx[0].id if self.topology.rx else "5001"
-        _say(f"""
-The lab is up: {len(self.topology.tx)} Tx, {len(self.topology.rx)} Rx.
-  Admin web UI:   {self.server_url}/   (user admin; password printed on first start)
-  Topology:       {self.config_path}
-  State file:     {self.data / statefile.STATE_FILE}     logs: {self.logs}
-Drive it from another shell:
-  kvm-lab{flag} keys {first_rx} "Shift+O Shift+O"     open the OSD of Rx {first_rx}
-  kvm-lab{flag} type {first_rx} hxfj                  user name; then keys {first_rx} Tab,
-  kvm-lab{flag} type {first_rx} 123456                password;  then keys {first_rx} Enter
-  kvm-lab{flag} keys {first_rx} "F1 1 Enter"          connect to Tx 0001
-  kvm-lab{flag} state                         every device, its screens and OSD
-  kvm-lab{flag} screenshot {first_rx} shot.png
-  kvm-lab{flag} down                          stop (or Ctrl-C here)
-""")
+        k = "kvm-lab" if d == statefile.DEFAULT_DATA else f"kvm-lab --data {d}"
+        rx = self.topology.rx[0].id
+        window = (
+            "" if self.opts.headless else f"\n  Window:         monitor and keyboard of Rx {rx}"
+        )
+        steps = [
+            (f"{k} type {rx} hxfj", "the login screen: user name (manual's example user)"),
+            (f"{k} keys {rx} Tab", "to the password field"),
+            (f"{k} type {rx} 123456", "password"),
+            (f"{k} keys {rx} Enter", "log in: the OSD menu opens in Connect mode"),
+            (f'{k} keys {rx} "F1 1 Enter"', "connect to Tx 0001 (the OSD closes after 1 s)"),
+            (f'{k} keys {rx} "Shift+O Shift+O"', "open the OSD again"),
+            (f"{k} state", "every device, its screens and OSD (--json too)"),
+            (f"{k} screenshot {rx} shot.png", "what the monitor shows"),
+            (f"{k} down", "stop the lab (or Ctrl-C here)"),
+        ]
+        width = max(len(cmd) for cmd, _ in steps) + 2
+        lines = "\n".join(f"  {cmd:<{width}}# {what}" for cmd, what in steps)
+        _say(
+            f"\nThe lab is up: {len(self.topology.tx)} Tx, {len(self.topology.rx)} Rx."
+            f"\n  Admin web UI:   {self.server_url}/   (user admin, password from the first start)"
+            f"\n  Topology:       {self.config_path}"
+            f"\n  State file:     {self.data / statefile.STATE_FILE}"
+            f"\n  Logs:           {self.logs}{window}"
+            f"\nDrive it from another shell (docs/LAB.md):\n{lines}\n"
+        )
 
     def shutdown(self) -> None:
         if self._shut:
