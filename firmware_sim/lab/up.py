@@ -472,13 +472,17 @@ class LabRunner:
         window = (
             "" if self.opts.headless else f"\n  Window:         monitor and keyboard of Rx {rx}"
         )
+        example = self.config_path == DEFAULT_CONFIG
+        user, password = ("hxfj", "123456") if example else ("USER", "PASSWORD")
+        tx_id = self.topology.tx[0].id if self.topology.tx else "0001"
+        tx = tx_id.lstrip("0")
         steps = [
-            (f"{k} type {rx} hxfj", "the login screen: user name (manual's example user)"),
+            (f"{k} type {rx} {user}", "the login screen: user name"),
             (f"{k} keys {rx} Tab", "to the password field"),
-            (f"{k} type {rx} 123456", "password"),
+            (f"{k} type {rx} {password}", "password"),
             (f"{k} keys {rx} Enter", "log in: the OSD menu opens in Connect mode"),
-            (f'{k} keys {rx} "F1 1 Enter"', "connect to Tx 0001 (the OSD closes after 1 s)"),
-            (f'{k} keys {rx} "Shift+O Shift+O"', "open the OSD again"),
+            (f'{k} keys {rx} "F1 {tx} Enter"', f"connect to Tx {tx_id} (the OSD closes after 1 s)"),
+            (f'{k} keys {rx} "Shift+O Shift+O"', "open the OSD again (the default call-up chord)"),
             (f"{k} state", "every device, its screens and OSD (--json too)"),
             (f"{k} screenshot {rx} shot.png", "what the monitor shows"),
             (f"{k} down", "stop the lab (or Ctrl-C here)"),
