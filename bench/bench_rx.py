@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,8 @@ def percentiles(samples: list[float]) -> dict[str, float]:
             "mean": round(statistics.fmean(s), 3)}
 
 
-def proc_status(pid: int) -> dict[str, int]:
-    out = {}
+def proc_status(pid: int) -> dict[str, float]:
+    out: dict[str, float] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
@@ -143,7 +144,7 @@ def bench_latency(tmp: Path, rounds: int) -> dict[str, Any]:
         for i in range(rounds):
             target = "2" if i % 2 else "1"
             env.sim.type_text("5001", target)
-            wait_until(lambda t=target: ctrl.snapshot()["input"] == t, 5, "typed")
+            wait_until(lambda: ctrl.snapshot()["input"] == target, 5, "typed")  # noqa: B023
             with marks.cond:
                 marks.enter = marks.switch = marks.post_start = marks.post_end = None
                 marks.watch_ends = []
@@ -294,7 +295,7 @@ def bench_many(tmp: Path, n: int) -> dict[str, Any]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--rounds", type=int, default=200)
     p.add_argument("--many", type=int, default=250)
     p.add_argument("--out", type=Path)
@@ -303,10 +304,13 @@ def main() -> int:
     result: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="bench-rx-") as d:
         tmp = Path(d)
-        for name, fn in [("switch_latency_ms", lambda: bench_latency(tmp / "lat", args.rounds)),
-                         ("render_ms", lambda: bench_render(args.rounds)),
-                         ("one_process", lambda: bench_one_process(tmp / "one")),
-                         ("many_process", lambda: bench_many(tmp / "many", args.many))]:
+        benches: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+            ("switch_latency_ms", lambda: bench_latency(tmp / "lat", args.rounds)),
+            ("render_ms", lambda: bench_render(args.rounds)),
+            ("one_process", lambda: bench_one_process(tmp / "one")),
+            ("many_process", lambda: bench_many(tmp / "many", args.many)),
+        ]
+        for name, fn in benches:
             t0 = time.monotonic()
             result[name] = fn()
             print(f"bench_rx: {name} done in {time.monotonic() - t0:.1f} s", file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import sys
 import threading
 import zlib
 from collections import OrderedDict
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("kvm.rx.control")
 
 MIN_SIZE, MAX_SIZE = (64, 64), (3840, 2160)
+# Pixel masks that put the bytes of a 32-bit surface in R, G, B, A order (little endian),
+# so its buffer is PNG-ready.
+RGBA_MASKS = (0x000000FF, 0x0000FF00, 0x00FF0000, 0xFF000000) if sys.byteorder == "little" \
+    else (0xFF000000, 0x00FF0000, 0x0000FF00, 0x000000FF)
 
 
 def osd_snapshot(ctrl: Controller) -> dict[str, Any]:
@@ -103,6 +108,7 @@ class OverlayPainter:
     def __init__(self, cache: int = 32) -> None:
         self._lock = threading.Lock()
         self._renderer: Any = None
+        self._clear: pygame.Surface | None = None
         self._pngs: OrderedDict[tuple[ScreenModel, tuple[int, int]], bytes] = OrderedDict()
         self._cache = cache
 
@@ -115,28 +121,29 @@ class OverlayPainter:
         with self._lock:
             if self._renderer is None:
                 self._renderer = Renderer()
-            surface = pygame.Surface(size, pygame.SRCALPHA)
+            surface = pygame.Surface(size, pygame.SRCALPHA, 32, masks=RGBA_MASKS)
             if model.kind is not ScreenKind.CLOSED:
-                # The surface is its own (fully transparent) background: no video under it.
-                self._renderer.draw(model, surface, surface)
+                # A fully transparent background: no video under the overlay plane. Kept for
+                # the last size only (8 MB at 1080p); blitting a surface onto itself is slow.
+                if self._clear is None or self._clear.get_size() != size:
+                    self._clear = pygame.Surface(size, pygame.SRCALPHA, 32, masks=RGBA_MASKS)
+                self._renderer.draw(model, surface, self._clear)
             return surface
 
     def png(self, model: ScreenModel, size: tuple[int, int]) -> bytes:
         """The overlay as an RGBA PNG; the same model at the same size is encoded once."""
-        import pygame
 
         key = (model, size)
         try:
             hash(key)
         except TypeError:   # a model that cannot be a key is simply not cached
-            return encode_png(pygame.image.tobytes(self.surface(model, size), "RGBA"), size)
+            return _png_of(self.surface(model, size))
         with self._lock:
             cached = self._pngs.get(key)
             if cached is not None:
                 self._pngs.move_to_end(key)
                 return cached
-        surface = self.surface(model, size)
-        data = encode_png(pygame.image.tobytes(surface, "RGBA"), size)
+        data = _png_of(self.surface(model, size))
         with self._lock:
             self._pngs[key] = data
             while len(self._pngs) > self._cache:
@@ -144,7 +151,19 @@ class OverlayPainter:
         return data
 
 
-def encode_png(rgba: bytes, size: tuple[int, int], level: int = 1) -> bytes:
+def _png_of(surface: pygame.Surface) -> bytes:
+    """PNG of an RGBA-ordered surface straight from its pixel buffer (no copy)."""
+    import pygame
+
+    size = surface.get_size()
+    if surface.get_masks() == RGBA_MASKS and surface.get_pitch() == size[0] * 4:
+        buffer: Any = surface.get_buffer()   # locks the surface while the view lives
+        with memoryview(buffer) as view:
+            return encode_png(view.cast("B"), size)
+    return encode_png(pygame.image.tobytes(surface, "RGBA"), size)
+
+
+def encode_png(rgba: bytes | memoryview, size: tuple[int, int], level: int = 1) -> bytes:
     """A minimal RGBA PNG encoder: fast zlib level, no filters (the overlay is mostly flat)."""
     w, h = size
     stride = w * 4

@@ -220,8 +220,8 @@ def test_announce_pending_then_adopted_and_conflict(fake: tuple[FakeServer, str]
     thief = ServerClient(url, "SIM-RX-5001", "cd" * 32)
     out = thief.announce(heads=1, firmware="x")
     assert isinstance(out, Refused) and (out.status, out.code) == (409, "CONFLICT")
-    out = thief.report_state(online=True, network_up=True, heads=[])
-    assert isinstance(out, Refused) and out.code == "UNAUTHORIZED"
+    report = thief.report_state(online=True, network_up=True, heads=[])
+    assert isinstance(report, Refused) and report.code == "UNAUTHORIZED"
     client.close()
     thief.close()
 
