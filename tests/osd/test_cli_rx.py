@@ -158,3 +158,17 @@ def test_single_controller_stops_cleanly_on_sigterm(env: RxEnv, tmp_path: Path) 
     finally:
         stop(proc, tmp_path)
     assert env.rx_state("5001")["overlay"], "stopping leaves the screen as it is"
+
+
+def test_window_mode_runs_headless_and_stops_on_sigterm(env: RxEnv, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")   # a window without a display
+    proc, url = start(["--serial", env.ports["5001"]["url"], "--server", env.url,
+                       "--state-dir", str(tmp_path / "win"), "--window",
+                       "--control-port", "0"], tmp_path)
+    try:
+        wait_until(lambda: get(url + "/osd", rx="5001").json().get("screen") == "login", 20,
+                   "the login screen")
+        assert proc.poll() is None
+    finally:
+        stop(proc, tmp_path)
