@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from webadmin import api_admin, api_common, api_device, api_seat, auth, openapi
+from webadmin import api_admin, api_common, api_device, api_seat, auth, openapi, ui
 from webadmin.api_common import Services
 from webadmin.config import ServerConfig, from_mapping
 from webadmin.db import Database, ensure_singletons, read_secret_key
@@ -57,4 +57,5 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     # --- further blueprints register here (admin CRUD API, web UI) ----------------------
     api_admin.init_app(app)  # /api/v1/admin/... and its OpenAPI paths
+    ui.init_app(app)  # the admins' web pages, with Flask-Login and CSRF protection
     return app
