@@ -610,6 +610,11 @@ class LabRunner:
             self.poll()
 
 
+
+def _have_display() -> bool:
+    """A window can be opened: an X/Wayland display, or an SDL driver chosen explicitly."""
+    return any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"))
+
 def _read_ports_file(path: Path) -> tuple[dict[str, str], str | None]:
     """The simulator's ports file: (device ID → serial URL, control URL)."""
     try:
@@ -648,6 +653,10 @@ def run_up(opts: UpOptions) -> int:
         if runner.stop_event.is_set():
             runner.shutdown()
             return 0
+        if not opts.headless and not _have_display():
+            _say("No display here (DISPLAY is not set): running headless; "
+                 "drive the lab with `kvm-lab keys/type/state/screenshot`.")
+            opts.headless = True
         runner.banner()
         if opts.headless:
             runner.run_headless()
