@@ -39,6 +39,8 @@ CASES = [
     (("0001:1",), ME, HERE, "pc", R.SAME_SOURCE, ["0001:1"]),
     (("0002:1", "0002:2"), ME, "5002", "2", R.SAME_SOURCE, ["0002:1", "0002:2"]),
     (("0003:1",), ME, HERE, "3", R.OFFLINE, ["0003:1"]),   # a dead source says why
+    (("0004:1",), ME, HERE, "4", R.NO_VIDEO, ["0004:1"]),
+    (("0005:1",), ME, HERE, "5", R.CONNECT_FAILED, ["0005:1"]),
     ((), ME, HERE, "9", R.UNKNOWN_TARGET, ["-"]),
     ((), ME, HERE, "row_1", R.UNKNOWN_TARGET, ["-"]),
     ((), "gone", HERE, "1", R.ACCOUNT_DISABLED, ["-"]),
