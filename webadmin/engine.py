@@ -246,11 +246,15 @@ def connect(snap: Snapshot, user: str, rx_id: str, text: str) -> Outcome:
 
 
 def _push_code(codes: list[ResultCode]) -> ResultCode:
-    """The overall answer of a push from its per-target answers (SPEC 2.3)."""
+    """The overall answer of a push from its per-target answers (SPEC 2.3).
+
+    Several targets and not all pushed: PUSH_PARTIAL even when every one failed, so that
+    the feedback names each failed target with its reason.
+    """
     if all(code is R.PUSHED for code in codes):
         return R.PUSHED
-    if len(set(codes)) == 1:
-        return codes[0]      # one target, or every target failed for the same reason
+    if len(codes) == 1:
+        return codes[0]
     return R.PUSH_PARTIAL
 
 

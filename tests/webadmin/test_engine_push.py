@@ -30,7 +30,7 @@ TARGET_CASES = [
     ("row_1", P, [("5002", P), ("5012", P)]),  # hotkey: its targets in its order
     ("12, rx2", P, [("5012", P), ("5002", P)]),
     ("2,3,5", R.PUSH_PARTIAL, [("5002", P), ("5003", OFF), ("5005", OUT)]),
-    ("3,4", OFF, [("5003", OFF), ("5004", OFF)]),  # all failed for one reason: that reason
+    ("3,4", R.PUSH_PARTIAL, [("5003", OFF), ("5004", OFF)]),  # all failed: still names each
     ("3,5", R.PUSH_PARTIAL, [("5003", OFF), ("5005", OUT)]),
     ("1", SAME, [("5001", SAME)]),             # onto itself: it already shows it
 ]

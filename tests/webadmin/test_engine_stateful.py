@@ -228,7 +228,7 @@ class Model:
         codes = [c for _, c in results]
         if all(c == "PUSHED" for c in codes):
             return "PUSHED", results
-        if len(set(codes)) == 1:
+        if len(codes) == 1:
             return codes[0], results
         return "PUSH_PARTIAL", results
 
