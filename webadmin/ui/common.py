@@ -318,10 +318,13 @@ def init_extensions(app: Flask) -> None:
     # CSRF is checked by the UI's own guard, so that device and admin JSON APIs are untouched.
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)   # the session's idle timeout rules
-    app.config.setdefault("SESSION_COOKIE_NAME", "kvm_session")
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", dt.timedelta(seconds=idle))
+    # Flask's defaults are there already: these are the UI's choices, set outright.
+    app.config.update(
+        SESSION_COOKIE_NAME="kvm_session",
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(seconds=app.config["UI_IDLE_TIMEOUT_S"]),
+    )
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.user_loader(_load_user)

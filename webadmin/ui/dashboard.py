@@ -9,7 +9,7 @@ from typing import Any
 from flask import Response, flash, jsonify, redirect, request, url_for
 from sqlalchemy import func, select
 from werkzeug.wrappers import Response as BaseResponse
-from wtforms import SelectField, StringField
+from wtforms import StringField
 
 from kvm_protocol.results import push_summary
 from webadmin import admin_service
@@ -25,7 +25,7 @@ PAGE_SIZES = (25, 50, 100, 200)
 
 class RouteForm(Form):
     rx = StringField()
-    action = SelectField(choices=[(a, a) for a in ROUTING_ACTIONS], default="connect")
+    action = StringField(default="connect")
     text = StringField()
 
 
@@ -89,6 +89,8 @@ def route() -> BaseResponse | tuple[str, int]:
     rx = (form.rx.data or "").strip()
     try:
         if not form.validate():
+            raise AdminError("VALIDATION", "csrf")
+        if form.action.data not in ROUTING_ACTIONS:
             raise AdminError("VALIDATION", "action", fields={"action": t("route.bad_action")})
         outcome, notify = admin_service.admin_route(
             s, built, actor=actor(), rx_id=rx, action=form.action.data,

@@ -591,12 +591,15 @@ def translate_problem(message: str, lang: str) -> str:
     """A domain refusal (English, ``; ``-joined) in `lang`; unknown phrasings stay English."""
     if lang != "zh_CN":
         return message
-    return ";".join(_problem_zh(part) for part in message.split("; "))
+    whole = _problem_zh(message)
+    if whole is not None:
+        return whole
+    return ";".join(_problem_zh(part) or part for part in message.split("; "))
 
 
-def _problem_zh(message: str) -> str:
+def _problem_zh(message: str) -> str | None:
     for pattern, template in _PROBLEMS_ZH:
         found = pattern.fullmatch(message)
         if found:
             return template.format(*found.groups())
-    return message
+    return None
