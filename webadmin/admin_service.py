@@ -182,7 +182,10 @@ def _refused(e: ConfigError, strip: str, *, whole: str | None = None) -> AdminEr
         if not field and whole is not None and p.path.startswith(strip):
             field = whole
         fields[field] = f"{fields[field]}; {p.message}" if field in fields else p.message
-        lines.append(f"{field}: {p.message}" if field else p.message)
+        # The message keeps the position inside the field: ``screens[1]``, ``targets[0]``.
+        rest = p.path[len(strip):].lstrip(".") if strip and p.path.startswith(strip) else ""
+        where = rest if field and rest.startswith(field) else field + rest if field else ""
+        lines.append(f"{where}: {p.message}" if where else p.message)
     code = "CONFLICT" if any("no enabled admin" in p.message for p in e.problems) else (
         "VALIDATION")
     return AdminError(code, "; ".join(lines), fields=fields)

@@ -4,7 +4,7 @@
 Every view needs an admin's bearer token (``auth.current_admin``: 401 without, 403 for
 operators), parses its body with the same validators as the control-room file (so a
 field's rules are the file's, and a 400 names the field), changes the database through
-``topology_db.import_config`` (merge) or ``admin_service``, writes an audit entry, commits,
+``admin_service`` (the same operations as the web UI; they check, change and audit), commits,
 and then wakes the watches of the devices whose view changed.
 """
 
@@ -21,27 +21,26 @@ from flask import Blueprint, Flask, Response, g, jsonify, request
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from kvm_protocol.results import LANGS, ResultCode, push_summary
+from kvm_protocol.results import LANGS, push_summary
 from kvm_protocol.yamlconf import (
     MAX_BYTES,
     Bool,
     ConfigError,
     Enum,
     Int,
-    Invalid,
     ListOf,
     Maybe,
     Option,
-    Problem,
     Section,
     Str,
     Validator,
     load_yaml,
     validate,
 )
-from webadmin import engine, routing, topology, topology_db
+from webadmin import admin_service as svc
 from webadmin import models as m
-from webadmin.admin_service import AdminError, device_row
+from webadmin import routing, topology, topology_db
+from webadmin.admin_service import AdminError
 from webadmin.api_common import (
     ApiError,
     RequestError,
@@ -54,7 +53,7 @@ from webadmin.api_common import (
     texts,
 )
 from webadmin.auth import current_admin
-from webadmin.snapshot import Built, SnapshotCache
+from webadmin.snapshot import Built
 from webadmin.topology import (
     DEVICE_GROUP,
     GRANT,
@@ -66,17 +65,11 @@ from webadmin.topology import (
     SETTINGS,
     USER_NAME,
     WALL,
-    DeviceConf,
     DeviceGroupConf,
     DeviceId,
-    DeviceSpec,
     GrantConf,
-    HotkeyConf,
-    HotkeyKey,
-    RoomConfig,
     SeatConf,
     SettingsConf,
-    UserConf,
     WallConf,
 )
 
@@ -106,59 +99,29 @@ def _admin_error(e: AdminError) -> tuple[Response, int]:
 # --- parsing and finishing ---------------------------------------------------------------
 
 
-def _problems_error(problems: Iterable[Problem], strip: str = "", prefix: str = "") -> ApiError:
-    """Schema problems as one 400 (UNKNOWN_FIELD if that is all they are, else VALIDATION);
-    key paths of a one-item configuration become the body's: ``seats[0].screens[1]`` →
-    ``screens[1]`` (strip ``seats[0].``)."""
-    items = list(problems)
-    if any(p.path == "users" and "no enabled admin" in p.message for p in items):
-        return ApiError(409, "CONFLICT", "no enabled admin would remain; keep at least one")
-
-    def rebase(path: str) -> str:
-        return prefix + path[len(strip):] if strip and path.startswith(strip) else path
-
-    text = "; ".join(str(Problem(rebase(p.path), p.message)) for p in items)
-    unknown = all(p.message.startswith("unknown key") for p in items)
-    return RequestError("UNKNOWN_FIELD" if unknown else "VALIDATION", text)
-
-
 def parse(schema: Validator[T], data: object | None = None) -> T:
-    """The request's JSON body (or `data`) checked against `schema`."""
+    """The request's JSON body (or `data`) checked against `schema`: a 400 names each field
+    (UNKNOWN_FIELD when unknown fields are all that is wrong)."""
     try:
         return validate(schema, json_body() if data is None else data)
     except ConfigError as e:
-        raise _problems_error(e.problems) from None
+        unknown = all(p.message.startswith("unknown key") for p in e.problems)
+        raise RequestError("UNKNOWN_FIELD" if unknown else "VALIDATION",
+                           "; ".join(str(p) for p in e.problems)) from None
+
+
+def parse_empty() -> None:
+    """Actions without fields take no body, ``{}`` or an empty JSON object."""
+    if request.get_data(cache=True).strip():
+        parse(Section({}))
 
 
 def _actor() -> str:
     return str(g.admin.name)
 
 
-def _merge(s: Session, cfg: RoomConfig, strip: str, prefix: str = "") -> set[str]:
-    """Apply a one-item configuration as a merging import; errors name the body's fields."""
-    try:
-        summary = topology_db.import_config(s, cfg, replace=False, actor=_actor(),
-                                            audit_action=None)
-    except ConfigError as e:
-        raise _problems_error(e.problems, strip, prefix) from None
-    return summary.notify
-
-
-def _settle(s: Session) -> set[str]:
-    """After a direct change of users, groups or grants: drop what logged-in users may no
-    longer see; wake every watch (names, seats, keys allowed may have changed)."""
-    s.flush()
-    built = SnapshotCache(services().config.device_timeout_s).build(s)
-    return routing.enforce_scopes(s, built, _actor()) | routing.touch_all(s)
-
-
-def _audit(s: Session, action: str, target: str, detail: dict[str, Any] | None = None,
-           device: str = "") -> None:
-    routing.audit(s, actor=_actor(), action=action, result="OK", target=target, device=device,
-                  detail=detail)
-
-
 def _done(notify: Iterable[str], body: Any, status: int = 200) -> tuple[Response, int]:
+    """Commit, then wake the watches of `notify` (so a woken watch reads the commit)."""
     db_session().commit()
     ids = set(notify)
     if ids:
@@ -173,27 +136,27 @@ def _one(s: Session, model: Any, what: str, **where: Any) -> Any:
     return row
 
 
-def _absent(s: Session, model: Any, what: str, **where: Any) -> None:
-    if s.scalar(select(model).filter_by(**where)) is not None:
-        raise ApiError(409, "CONFLICT", f"{what} {next(iter(where.values()))!r} exists already")
+def _kind_arg(name: str, choices: tuple[str, ...]) -> str | None:
+    value = request.args.get(name)
+    if value is not None and value not in choices:
+        raise RequestError("VALIDATION", f"query parameter {name} must be one of "
+                                         f"{', '.join(choices)}, got {value!r}")
+    return value
 
 
-def _fresh_built(s: Session) -> Built:
-    return SnapshotCache(services().config.device_timeout_s).build(s)
+def _ids(members: Iterable[Any]) -> list[str]:
+    return [str(x.device.id) for x in members if x.device.id is not None]
 
 
 # --- devices -----------------------------------------------------------------------------
 
-DEVICE_CREATE = Section({
-    "id": DeviceId(), "name": Option(NAME, default=""),
-    "heads": Option(Int(1, topology.MAX_HEADS), default=1),
-    "serial": Option(Maybe(SERIAL), default=None),
-})
-DEVICE_PATCH = Section({
-    "id": Option(DeviceId(), default=""), "name": Option(NAME, default=""),
-    "heads": Option(Int(1, topology.MAX_HEADS), default=0),
-    "serial": Option(Maybe(SERIAL), default=None),     # null: no serial
-})
+HEADS = Int(1, topology.MAX_HEADS)
+DEVICE_CREATE = Section({"id": DeviceId(), "name": NAME,
+                         "heads": Option(HEADS, default=1),
+                         "serial": Option(Maybe(SERIAL), default=None)})
+DEVICE_PATCH = Section({"id": Option(Maybe(DeviceId()), default=None),
+                        "name": Option(Maybe(NAME), default=None),
+                        "heads": Option(Maybe(HEADS), default=None)})
 ADOPT = Section({"id": DeviceId(), "name": Option(Maybe(NAME), default=None)})
 
 
@@ -201,29 +164,11 @@ def _device_json(d: m.Device, built: Built | None = None) -> dict[str, Any]:
     online = None
     if built is not None and d.id is not None and d.id in built.snap.devices:
         online = built.snap.devices[d.id].online
-    return device_row(d, online=online)
+    return svc.device_row(d, online=online)
 
 
 def _device(s: Session, device_id: str) -> m.Device:
     return _one(s, m.Device, "device", id=device_id)  # type: ignore[no-any-return]
-
-
-def _conf(d: m.Device, **changes: Any) -> DeviceConf:
-    kind: topology.Kind = "tx" if d.kind == "tx" else "rx"
-    values = {"id": d.id, "name": d.name, "heads": d.heads, "serial": d.serial} | changes
-    return DeviceConf(credential_hash=None, sim=None, kind=kind, **values)
-
-
-def _device_room(conf: DeviceConf) -> RoomConfig:
-    return RoomConfig(tx=(conf,)) if conf.kind == "tx" else RoomConfig(rx=(conf,))
-
-
-def _kind_arg(name: str, choices: tuple[str, ...]) -> str | None:
-    value = request.args.get(name)
-    if value is not None and value not in choices:
-        raise RequestError("VALIDATION", f"query parameter {name} must be one of "
-                                         f"{', '.join(choices)}, got {value!r}")
-    return value
 
 
 @bp.get("/devices")
@@ -242,13 +187,11 @@ def list_devices() -> Response:
 
 @bp.post("/devices")
 def create_device() -> tuple[Response, int]:
+    """Pre-provision a device: with a serial, the device with it binds on its first announce."""
     body = parse(DEVICE_CREATE)
     s = db_session()
-    _absent(s, m.Device, "device", id=body["id"])
-    kind = topology.kind_of(body["id"])
-    conf = DeviceConf(credential_hash=None, sim=None, kind=kind or "tx", **body)
-    notify = _merge(s, _device_room(conf), f"{conf.kind}[0].")
-    _audit(s, "device.create", body["id"], body, device=body["id"])
+    notify = svc.create_device(s, device_id=body["id"], name=body["name"], heads=body["heads"],
+                               serial=body["serial"], actor=_actor())
     return _done(notify, _device_json(_device(s, body["id"])), 201)
 
 
@@ -260,81 +203,56 @@ def get_device(device_id: str) -> Response:
 
 @bp.patch("/devices/<device_id>")
 def update_device(device_id: str) -> tuple[Response, int]:
-    raw = json_body()
-    body = {k: v for k, v in parse(DEVICE_PATCH, raw).items() if k in raw}
+    """Renumber (same kind), rename, change heads."""
+    body = parse(DEVICE_PATCH)
     s = db_session()
     dev = _device(s, device_id)
-    new_id = body.pop("id", None) or device_id
-    if new_id != device_id:
-        if topology.kind_of(new_id) != dev.kind:
-            span = "Tx 0001-4999" if dev.kind == "tx" else "Rx 5001-9999"
-            raise RequestError("VALIDATION", f"id: {new_id} is not of the kind of {device_id} "
-                                             f"({span})")
-        _absent(s, m.Device, "device", id=new_id)
-        dev.id = new_id
-        s.flush()
-    notify = _merge(s, _device_room(_conf(dev, **body)), f"{dev.kind}[0].")
-    _audit(s, "device.update", device_id, {**body, "id": new_id}, device=new_id)
+    new_id = body["id"] or device_id
+    notify = svc.update_device(s, dev, device_id=new_id, name=_given(body["name"], dev.name),
+                               heads=_given(body["heads"], dev.heads), actor=_actor())
     return _done(notify, _device_json(_device(s, new_id)))
+
+
+def _given(value: T | None, current: T) -> T:
+    return current if value is None else value
 
 
 @bp.delete("/devices/<device_id>")
 def delete_device(device_id: str) -> tuple[Response, int]:
     s = db_session()
-    dev = _device(s, device_id)
-    wall = s.scalar(select(m.Wall.name).join(m.WallTile).where(m.WallTile.device_pk == dev.pk))
-    if wall is not None:
-        raise ApiError(409, "CONFLICT", f"{device_id} is a tile of wall {wall!r}: change the "
-                                        "wall first")
-    # The Rx that show this Tx go dark; the seat of this Rx changes.
-    showing = s.scalars(select(m.Device.id).join(m.Route, m.Route.rx_pk == m.Device.pk)
-                        .where(m.Route.tx_pk == dev.pk)).all()
-    s.delete(dev)
-    notify = _settle(s) | {d for d in showing if d}
-    _audit(s, "device.delete", device_id, device=device_id)
+    notify = svc.delete_device(s, _device(s, device_id), actor=_actor())
     return _done(notify, {"deleted": device_id})
 
 
 @bp.post("/devices/<serial>/adopt")
 def adopt_device(serial: str) -> tuple[Response, int]:
-    from webadmin.admin_service import adopt
-
     body = parse(ADOPT)
-    s = db_session()
-    adopted = adopt(s, serial, body["id"], body["name"], actor=_actor())
+    adopted = svc.adopt(db_session(), serial, body["id"], body["name"], actor=_actor())
     return _done(adopted.notify, _device_json(adopted.device))
 
 
 @bp.post("/devices/<device_id>/reset")
 def reset_device(device_id: str) -> tuple[Response, int]:
-    from webadmin.admin_service import reset_credential
-
-    parse(Section({}), request.get_json(silent=True) or {})
+    parse_empty()
     s = db_session()
     dev = _device(s, device_id)
-    reset_credential(s, dev, actor=_actor())
+    svc.reset_credential(s, dev, actor=_actor())
     return _done((), _device_json(dev))
 
 
 @bp.delete("/devices/pending/<serial>")
 def reject_pending(serial: str) -> tuple[Response, int]:
     s = db_session()
-    dev = _one(s, m.Device, "pending device with serial", serial=serial, adoption="pending")
-    s.delete(dev)
-    _audit(s, "device.reject", serial)
+    svc.forget_pending(s, svc.device_by_serial(s, serial), actor=_actor())
     return _done((), {"deleted": serial})
 
 
 # --- seats and walls ---------------------------------------------------------------------
 
-SEAT_PATCH = Section({"name": Option(Maybe(NAME), default=None),
-                      "screens": Option(Maybe(SEAT.fields["screens"].validator), default=None)})
+SEAT_PATCH = Section({key: Option(Maybe(option.validator), default=None)
+                      for key, option in SEAT.fields.items()})
 WALL_PATCH = Section({key: Option(Maybe(option.validator), default=None)
                       for key, option in WALL.fields.items()})
-
-
-def _ids(members: Iterable[Any]) -> list[str]:
-    return [str(x.device.id) for x in members if x.device.id is not None]
 
 
 def _seat_json(seat: m.Seat) -> dict[str, Any]:
@@ -346,11 +264,16 @@ def _wall_json(wall: m.Wall) -> dict[str, Any]:
             "splice": bool(wall.splice)}
 
 
-def _rename(s: Session, row: Any, model: Any, what: str, new: str | None) -> None:
-    if new is not None and new != row.name:
-        _absent(s, model, what, name=new)
-        row.name = new
-        s.flush()
+def _save_layout(model: Any, what: str, save: Any, to_json: Any, body: dict[str, Any],
+                 row: Any = None) -> tuple[Response, int]:
+    """Create (`row` None) or change a seat or wall: fields not given keep their value."""
+    s = db_session()
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in body.items()}
+    if row is not None:
+        values = {k: (to_json(row)[k] if v is None else v) for k, v in values.items()}
+    notify = save(s, **values, actor=_actor(), **{what: row})
+    return _done(notify, to_json(_one(s, model, what, name=values["name"])),
+                 201 if row is None else 200)
 
 
 @bp.get("/seats")
@@ -361,12 +284,9 @@ def list_seats() -> Response:
 
 @bp.post("/seats")
 def create_seat() -> tuple[Response, int]:
-    seat = parse(SEAT)
-    s = db_session()
-    _absent(s, m.Seat, "seat", name=seat.name)
-    notify = _merge(s, RoomConfig(seats=(seat,)), "seats[0].")
-    _audit(s, "seat.create", seat.name, {"screens": list(seat.screens)})
-    return _done(notify, _seat_json(_one(s, m.Seat, "seat", name=seat.name)), 201)
+    seat: SeatConf = parse(SEAT)
+    return _save_layout(m.Seat, "seat", svc.save_seat, _seat_json,
+                        {"name": seat.name, "screens": seat.screens})
 
 
 @bp.get("/seats/<name>")
@@ -377,21 +297,14 @@ def get_seat(name: str) -> Response:
 @bp.patch("/seats/<name>")
 def update_seat(name: str) -> tuple[Response, int]:
     body = parse(SEAT_PATCH)
-    s = db_session()
-    seat = _one(s, m.Seat, "seat", name=name)
-    _rename(s, seat, m.Seat, "seat", body["name"])
-    conf = SeatConf(seat.name, body["screens"] or tuple(_ids(seat.screens)))
-    notify = _merge(s, RoomConfig(seats=(conf,)), "seats[0].")
-    _audit(s, "seat.update", name, {"name": seat.name, "screens": list(conf.screens)})
-    return _done(notify, _seat_json(seat))
+    seat = _one(db_session(), m.Seat, "seat", name=name)
+    return _save_layout(m.Seat, "seat", svc.save_seat, _seat_json, body, seat)
 
 
 @bp.delete("/seats/<name>")
 def delete_seat(name: str) -> tuple[Response, int]:
     s = db_session()
-    s.delete(_one(s, m.Seat, "seat", name=name))
-    notify = _settle(s)
-    _audit(s, "seat.delete", name)
+    notify = svc.delete_seat(s, _one(s, m.Seat, "seat", name=name), actor=_actor())
     return _done(notify, {"deleted": name})
 
 
@@ -404,11 +317,9 @@ def list_walls() -> Response:
 @bp.post("/walls")
 def create_wall() -> tuple[Response, int]:
     wall: WallConf = parse(WALL)
-    s = db_session()
-    _absent(s, m.Wall, "wall", name=wall.name)
-    notify = _merge(s, RoomConfig(walls=(wall,)), "walls[0].")
-    _audit(s, "wall.create", wall.name, _wall_json(_one(s, m.Wall, "wall", name=wall.name)))
-    return _done(notify, _wall_json(_one(s, m.Wall, "wall", name=wall.name)), 201)
+    return _save_layout(m.Wall, "wall", svc.save_wall, _wall_json,
+                        {"name": wall.name, "rows": wall.rows, "cols": wall.cols,
+                         "tiles": wall.tiles, "splice": wall.splice})
 
 
 @bp.get("/walls/<name>")
@@ -420,52 +331,37 @@ def get_wall(name: str) -> Response:
 def update_wall(name: str) -> tuple[Response, int]:
     """Change a wall; ``{"splice": true|false}`` switches presenting a splice on or off."""
     body = parse(WALL_PATCH)
-    s = db_session()
-    wall = _one(s, m.Wall, "wall", name=name)
-    _rename(s, wall, m.Wall, "wall", body["name"])
-    now = _wall_json(wall)
-    values = {k: (now[k] if body[k] is None else body[k])
-              for k in ("rows", "cols", "tiles", "splice")}
-    conf = parse(WALL, {"name": wall.name, **values, "tiles": list(values["tiles"])})
-    notify = _merge(s, RoomConfig(walls=(conf,)), "walls[0].")
-    changed = {k: list(v) if isinstance(v, tuple) else v for k, v in body.items() if v is not None}
-    _audit(s, "wall.update", name, changed)
-    return _done(notify, _wall_json(wall))
+    wall = _one(db_session(), m.Wall, "wall", name=name)
+    return _save_layout(m.Wall, "wall", svc.save_wall, _wall_json, body, wall)
 
 
 @bp.delete("/walls/<name>")
 def delete_wall(name: str) -> tuple[Response, int]:
     s = db_session()
-    s.delete(_one(s, m.Wall, "wall", name=name))
-    notify = _settle(s)
-    _audit(s, "wall.delete", name)
+    notify = svc.delete_wall(s, _one(s, m.Wall, "wall", name=name), actor=_actor())
     return _done(notify, {"deleted": name})
 
 
 # --- users and groups --------------------------------------------------------------------
 
 GROUP_NAMES = ListOf(NAME, unique=True)
+ROLE, LANG = Enum(*topology.ROLES), Enum(*topology.LANGS)
 USER_CREATE = Section({
-    "name": USER_NAME, "password": PASSWORD,
-    "role": Option(Enum(*topology.ROLES), default="operator"),
-    "enabled": Option(Bool(), default=True),
-    "lang": Option(Enum(*topology.LANGS), default="zh_CN"),
+    "name": USER_NAME, "password": PASSWORD, "role": Option(ROLE, default="operator"),
+    "enabled": Option(Bool(), default=True), "lang": Option(LANG, default="zh_CN"),
     "groups": Option(GROUP_NAMES, default=()),
 })
 USER_PATCH = Section({
-    "role": Option(Maybe(Enum(*topology.ROLES)), default=None),
-    "enabled": Option(Maybe(Bool()), default=None),
-    "lang": Option(Maybe(Enum(*topology.LANGS)), default=None),
-    "groups": Option(Maybe(GROUP_NAMES), default=None),
+    "role": Option(Maybe(ROLE), default=None), "enabled": Option(Maybe(Bool()), default=None),
+    "lang": Option(Maybe(LANG), default=None), "groups": Option(Maybe(GROUP_NAMES), default=None),
 })
 PASSWORD_BODY = Section({"password": PASSWORD})
 MEMBERS = ListOf(USER_NAME, unique=True)
 GROUP = Section({"name": NAME, "members": Option(MEMBERS, default=())})
 GROUP_PATCH = Section({"name": Option(Maybe(NAME), default=None),
                        "members": Option(Maybe(MEMBERS), default=None)})
-DEVICE_GROUP_PATCH = Section({"name": Option(Maybe(NAME), default=None),
-                              "devices": Option(Maybe(ListOf(DeviceSpec(), unique=True)),
-                                                default=None)})
+DEVICE_GROUP_PATCH = Section({key: Option(Maybe(option.validator), default=None)
+                              for key, option in DEVICE_GROUP.fields.items()})
 
 
 def _user_json(u: m.User, sessions: dict[int, list[str]] | None = None) -> dict[str, Any]:
@@ -488,28 +384,6 @@ def _user(s: Session, name: str) -> m.User:
     return _one(s, m.User, "user", name=name)  # type: ignore[no-any-return]
 
 
-def _user_conf(u: m.User, **changes: Any) -> UserConf:
-    values: dict[str, Any] = {
-        "name": u.name, "role": u.role, "enabled": bool(u.enabled), "lang": u.lang,
-        "groups": tuple(sorted(x.name for x in u.groups)), "password": None,
-        "password_hash": None,
-    }
-    return UserConf(**(values | {k: v for k, v in changes.items() if v is not None}))
-
-
-def _log_out(s: Session, user: m.User) -> set[str]:
-    """End every seat session of `user` (disabled or deleted): their screens go dark."""
-    built = _fresh_built(s)
-    notify: set[str] = set()
-    done: set[str] = set()
-    for rx in _sessions(s).get(user.pk, []):
-        if rx not in done:
-            result = routing.logout(s, built, rx_id=rx)
-            notify |= result.notify
-            done |= set(built.seat(rx).screens)
-    return notify
-
-
 @bp.get("/users")
 def list_users() -> Response:
     s = db_session()
@@ -522,11 +396,8 @@ def list_users() -> Response:
 def create_user() -> tuple[Response, int]:
     body = parse(USER_CREATE)
     s = db_session()
-    _absent(s, m.User, "user", name=body["name"])
-    conf = UserConf(password_hash=None, **body)
-    notify = _merge(s, RoomConfig(users=(conf,)), "users[0].")
-    _audit(s, "user.create", conf.name, {k: v for k, v in body.items() if k != "password"})
-    return _done(notify, _user_json(_user(s, conf.name)), 201)
+    notify = svc.create_user(s, **{**body, "groups": list(body["groups"])}, actor=_actor())
+    return _done(notify, _user_json(_user(s, body["name"])), 201)
 
 
 @bp.get("/users/<name>")
@@ -541,34 +412,25 @@ def update_user(name: str) -> tuple[Response, int]:
     body = parse(USER_PATCH)
     s = db_session()
     user = _user(s, name)
-    notify = _merge(s, RoomConfig(users=(_user_conf(user, **body),)), "users[0].")
-    if not user.enabled:
-        notify |= _log_out(s, user)
-    _audit(s, "user.update", name, {k: v for k, v in body.items() if v is not None})
+    now = _user_json(user)
+    values = {k: (now[k] if v is None else v) for k, v in body.items()}
+    notify = svc.update_user(s, user, role=values["role"], enabled=values["enabled"],
+                             lang=values["lang"], groups=list(values["groups"]), actor=_actor())
     return _done(notify, _user_json(user, _sessions(s)))
 
 
 @bp.delete("/users/<name>")
 def delete_user(name: str) -> tuple[Response, int]:
     s = db_session()
-    user = _user(s, name)
-    if user.role == "admin" and user.enabled and s.scalar(
-        select(func.count()).where(m.User.role == "admin", m.User.enabled.is_(True))) == 1:
-        raise ApiError(409, "CONFLICT", "no enabled admin would remain; keep at least one")
-    notify = _log_out(s, user)
-    s.delete(user)
-    notify |= _settle(s)
-    _audit(s, "user.delete", name)
+    notify = svc.delete_user(s, _user(s, name), actor=_actor())
     return _done(notify, {"deleted": name})
 
 
 @bp.post("/users/<name>/password")
 def reset_password(name: str) -> tuple[Response, int]:
-    from webadmin.admin_service import set_password
-
     body = parse(PASSWORD_BODY)
     s = db_session()
-    set_password(s, _user(s, name), body["password"], actor=_actor())
+    svc.reset_password(s, _user(s, name), body["password"], actor=_actor())
     return _done((), {"user": name, "password": "changed"})
 
 
@@ -576,14 +438,9 @@ def _group_json(group: m.UserGroup) -> dict[str, Any]:
     return {"name": group.name, "members": sorted(u.name for u in group.members)}
 
 
-def _set_members(s: Session, group: m.UserGroup, names: Iterable[str]) -> None:
-    users = []
-    for i, name in enumerate(names):
-        user = s.scalar(select(m.User).where(m.User.name == name))
-        if user is None:
-            raise RequestError("VALIDATION", f"members[{i}]: no user {name!r}")
-        users.append(user)
-    group.members = users
+def _device_group_json(group: m.DeviceGroup) -> dict[str, Any]:
+    return {"name": group.name,
+            "devices": topology.compress(d.id for d in group.members if d.id is not None)}
 
 
 @bp.get("/groups")
@@ -595,14 +452,8 @@ def list_groups() -> Response:
 @bp.post("/groups")
 def create_group() -> tuple[Response, int]:
     body = parse(GROUP)
-    s = db_session()
-    _absent(s, m.UserGroup, "user group", name=body["name"])
-    group = m.UserGroup(name=body["name"])
-    s.add(group)
-    _set_members(s, group, body["members"])
-    notify = _settle(s)
-    _audit(s, "group.create", group.name, {"members": list(body["members"])})
-    return _done(notify, _group_json(group), 201)
+    return _save_group(m.UserGroup, "user group", svc.save_user_group, _group_json, "members",
+                       body)
 
 
 @bp.get("/groups/<name>")
@@ -613,28 +464,28 @@ def get_group(name: str) -> Response:
 @bp.patch("/groups/<name>")
 def update_group(name: str) -> tuple[Response, int]:
     body = parse(GROUP_PATCH)
+    group = _one(db_session(), m.UserGroup, "user group", name=name)
+    return _save_group(m.UserGroup, "user group", svc.save_user_group, _group_json, "members",
+                       body, group)
+
+
+def _save_group(model: Any, what: str, save: Any, to_json: Any, members: str,
+                body: dict[str, Any], row: Any = None) -> tuple[Response, int]:
+    """Create or change a user group (members) or a device group (devices)."""
     s = db_session()
-    group = _one(s, m.UserGroup, "user group", name=name)
-    _rename(s, group, m.UserGroup, "user group", body["name"])
-    if body["members"] is not None:
-        _set_members(s, group, body["members"])
-    notify = _settle(s)
-    _audit(s, "group.update", name, {k: v for k, v in body.items() if v is not None})
-    return _done(notify, _group_json(group))
+    now = to_json(row) if row is not None else {}
+    values = {k: list(now[k] if v is None else v) if k == members else (v or now.get(k))
+              for k, v in body.items()}
+    notify = save(s, **values, actor=_actor(), group=row)
+    return _done(notify, to_json(_one(s, model, what, name=values["name"])),
+                 201 if row is None else 200)
 
 
 @bp.delete("/groups/<name>")
 def delete_group(name: str) -> tuple[Response, int]:
     s = db_session()
-    s.delete(_one(s, m.UserGroup, "user group", name=name))
-    notify = _settle(s)
-    _audit(s, "group.delete", name)
-    return _done(notify, {"deleted": name})
-
-
-def _device_group_json(group: m.DeviceGroup) -> dict[str, Any]:
-    return {"name": group.name,
-            "devices": topology.compress(d.id for d in group.members if d.id is not None)}
+    group = _one(s, m.UserGroup, "user group", name=name)
+    return _done(svc.delete_user_group(s, group, actor=_actor()), {"deleted": name})
 
 
 @bp.get("/device-groups")
@@ -646,12 +497,9 @@ def list_device_groups() -> Response:
 @bp.post("/device-groups")
 def create_device_group() -> tuple[Response, int]:
     conf: DeviceGroupConf = parse(DEVICE_GROUP)
-    s = db_session()
-    _absent(s, m.DeviceGroup, "device group", name=conf.name)
-    notify = _merge(s, RoomConfig(device_groups=(conf,)), "device_groups[0].")
-    _audit(s, "device_group.create", conf.name, {"devices": list(conf.devices)})
-    group = _one(s, m.DeviceGroup, "device group", name=conf.name)
-    return _done(notify, _device_group_json(group), 201)
+    return _save_group(m.DeviceGroup, "device group", svc.save_device_group,
+                       _device_group_json, "devices",
+                       {"name": conf.name, "devices": conf.devices})
 
 
 @bp.get("/device-groups/<name>")
@@ -663,28 +511,20 @@ def get_device_group(name: str) -> Response:
 @bp.patch("/device-groups/<name>")
 def update_device_group(name: str) -> tuple[Response, int]:
     body = parse(DEVICE_GROUP_PATCH)
-    s = db_session()
-    group = _one(s, m.DeviceGroup, "device group", name=name)
-    _rename(s, group, m.DeviceGroup, "device group", body["name"])
-    devices = body["devices"]
-    if devices is None:
-        devices = tuple(topology.compress(d.id for d in group.members if d.id is not None))
-    notify = _merge(s, RoomConfig(device_groups=(DeviceGroupConf(group.name, devices),)),
-                    "device_groups[0].")
-    _audit(s, "device_group.update", name, {k: v for k, v in body.items() if v is not None})
-    return _done(notify, _device_group_json(group))
+    group = _one(db_session(), m.DeviceGroup, "device group", name=name)
+    return _save_group(m.DeviceGroup, "device group", svc.save_device_group,
+                       _device_group_json, "devices", body, group)
 
 
 @bp.delete("/device-groups/<name>")
 def delete_device_group(name: str) -> tuple[Response, int]:
     s = db_session()
-    s.delete(_one(s, m.DeviceGroup, "device group", name=name))
-    notify = _settle(s)
-    _audit(s, "device_group.delete", name)
-    return _done(notify, {"deleted": name})
+    group = _one(s, m.DeviceGroup, "device group", name=name)
+    return _done(svc.delete_device_group(s, group, actor=_actor()), {"deleted": name})
 
 
 # --- grants ------------------------------------------------------------------------------
+
 
 def _grant_json(g_: m.Grant) -> dict[str, Any]:
     out: dict[str, Any] = {"id": g_.pk, "scope": g_.scope, "access": g_.access}
@@ -722,26 +562,22 @@ def list_grants() -> Response:
 
 @bp.post("/grants")
 def create_grants() -> tuple[Response, int]:
-    """One grant entry as in the file (IDs, ranges, device groups) → one row per object."""
+    """One grant entry as in the file (IDs, ranges, device groups) → one row per object;
+    409 when all of it is granted already."""
     conf: GrantConf = parse(GRANT)
     s = db_session()
     before = {x.pk for x in _grants_of(s, conf.user, conf.group, conf.scope)}
-    notify = _merge(s, RoomConfig(grants=(conf,)), "grants[0].")
+    _, notify = svc.add_grants(s, scope=conf.scope, access=conf.access, user=conf.user,
+                               group=conf.group, devices=list(conf.devices),
+                               device_groups=list(conf.device_groups), actor=_actor())
     added = [x for x in _grants_of(s, conf.user, conf.group, conf.scope) if x.pk not in before]
-    _audit(s, "grant.create", conf.user or conf.group or "",
-           {"scope": conf.scope, "access": conf.access, "devices": list(conf.devices),
-            "device_groups": list(conf.device_groups), "added": len(added)})
     return _done(notify, {"grants": [_grant_json(x) for x in added]}, 201)
 
 
 @bp.delete("/grants/<int:grant_id>")
 def delete_grant(grant_id: int) -> tuple[Response, int]:
     s = db_session()
-    grant = _one(s, m.Grant, "grant", pk=grant_id)
-    detail = _grant_json(grant)
-    s.delete(grant)
-    notify = _settle(s)
-    _audit(s, "grant.delete", str(grant_id), detail)
+    notify = svc.delete_grant(s, _one(s, m.Grant, "grant", pk=grant_id), actor=_actor())
     return _done(notify, {"deleted": grant_id})
 
 
@@ -767,26 +603,20 @@ def get_hotkey(key: str) -> Response:
 
 @bp.put("/hotkeys/<key>")
 def put_hotkey(key: str) -> tuple[Response, int]:
-    """Create or replace a hotkey (keys are not case-sensitive: ``a1`` replaces ``A1``)."""
+    """Create (201) or replace (200) a hotkey; keys are not case-sensitive (``a1`` is ``A1``)."""
     body = parse(HOTKEY)
-    try:
-        key = HotkeyKey().convert(key)
-    except Invalid as e:
-        raise RequestError("VALIDATION", f"key: {e.message}") from None
     s = db_session()
-    existed = s.scalar(select(m.Hotkey).where(m.Hotkey.key_lower == key.lower())) is not None
-    conf = HotkeyConf(key, body["targets"])
-    notify = _merge(s, RoomConfig(hotkeys=(conf,)), f"hotkeys.{key}", "targets")
-    _audit(s, "hotkey.save", key, {"targets": list(conf.targets)})
-    return _done(notify, _hotkey_json(_one(s, m.Hotkey, "hotkey", key_lower=key.lower())),
-                 200 if existed else 201)
+    existing = s.scalar(select(m.Hotkey).where(m.Hotkey.key_lower == key.lower()))
+    notify = svc.save_hotkey(s, key=key, targets=list(body["targets"]), actor=_actor(),
+                             hotkey=existing)
+    saved = _one(s, m.Hotkey, "hotkey", key_lower=key.strip().lower())
+    return _done(notify, _hotkey_json(saved), 201 if existing is None else 200)
 
 
 @bp.delete("/hotkeys/<key>")
 def delete_hotkey(key: str) -> tuple[Response, int]:
     s = db_session()
-    s.delete(_one(s, m.Hotkey, "hotkey", key_lower=key.lower()))
-    _audit(s, "hotkey.delete", key)
+    svc.delete_hotkey(s, _one(s, m.Hotkey, "hotkey", key_lower=key.lower()), actor=_actor())
     return _done((), {"deleted": key})
 
 
@@ -799,19 +629,13 @@ def get_settings() -> Response:
 def update_settings() -> tuple[Response, int]:
     conf: SettingsConf = parse(SETTINGS)
     s = db_session()
-    notify = _merge(s, RoomConfig(settings=conf), "settings.")
-    _audit(s, "settings.update", "", conf.given())
+    notify = svc.update_settings(s, conf.given(), actor=_actor())
     return _done(notify, topology_db.export_settings(s))
 
 
 # --- routing -----------------------------------------------------------------------------
 
 TYPED = Section({"input": Str(max_len=200)})
-ACTIONS = {"connect": engine.connect, "push": engine.push, "fetch": engine.fetch}
-
-
-def _result(code: ResultCode, **extra: Any) -> dict[str, Any]:
-    return {"result": code.value, "text": texts(code), **extra}
 
 
 @bp.get("/routing")
@@ -839,24 +663,17 @@ def get_routing() -> Response:
 def route(rx_id: str, action: str) -> tuple[Response, int]:
     """Connect / push / fetch as the admin (the engine decides, like at a seat), or
     disconnect every head of one Rx. Audited as ``admin_<action>``."""
-    s = db_session()
-    built = services().cache.build(s)
-    device = built.snap.devices.get(rx_id)
-    if device is None or device.kind != "rx":
-        raise ApiError(404, "NOT_FOUND", f"no Rx {rx_id}")
-    if action == "disconnect":
-        parse(Section({}), request.get_json(silent=True) or {})
-        text = ""
-        outcome = engine.Outcome(ResultCode.DISCONNECTED, tuple(
-            engine.RouteChange(rx_id, head, None) for head in range(1, device.heads + 1)))
-    elif action in ACTIONS:
-        text = parse(TYPED)["input"]
-        outcome = ACTIONS[action](built.snap, _actor(), rx_id, text)
-    else:
+    if action not in svc.ROUTING_ACTIONS:
         raise ApiError(404, "NOT_FOUND", f"no routing action {action!r} "
-                                         "(connect, push, fetch, disconnect)")
-    notify = routing.apply_outcome(s, built, outcome, actor=_actor(), rx_id=rx_id,
-                                   action=f"admin_{action}", text=text)
+                                         f"({', '.join(svc.ROUTING_ACTIONS)})")
+    text = ""
+    if action == "disconnect":
+        parse_empty()
+    else:
+        text = parse(TYPED)["input"]
+    s = db_session()
+    outcome, notify = svc.admin_route(s, services().cache.build(s), actor=_actor(),
+                                      rx_id=rx_id, action=action, text=text)
     extra: dict[str, Any] = {}
     if outcome.targets:
         extra["targets"] = [{"id": t.target, "result": t.code.value, "text": texts(t.code)}
@@ -864,7 +681,7 @@ def route(rx_id: str, action: str) -> tuple[Response, int]:
         failures = [(t.target, t.code) for t in outcome.targets if not t.code.ok]
         if failures and len(outcome.targets) > 1:
             extra["summary"] = {lang: push_summary(failures, lang) for lang in LANGS}
-    return _done(notify, _result(outcome.code, **extra))
+    return _done(notify, {"result": outcome.code.value, "text": texts(outcome.code), **extra})
 
 
 # --- audit log ---------------------------------------------------------------------------
@@ -956,34 +773,38 @@ def config_export() -> Response:
     no_unknown_args("format")
     fmt = _kind_arg("format", ("yaml", "json")) or "yaml"
     s = db_session()
-    doc = topology_db.export_config(s)
-    _audit(s, "export", fmt)
-    s.commit()
     if fmt == "json":
+        doc = topology_db.export_config(s)
+        routing.audit(s, actor=_actor(), action="export", result="OK", target="json")
+        s.commit()
         return jsonify(doc)
-    return Response(topology_db.dump_yaml(doc), mimetype="application/yaml",
+    text = svc.export_yaml(s, actor=_actor())
+    s.commit()
+    return Response(text, mimetype="application/yaml",
                     headers={"Content-Disposition": "attachment; filename=control-room.yaml"})
+
+
+def _config_error(e: ConfigError) -> ApiError:
+    if any(p.path == "users" and "no enabled admin" in p.message for p in e.problems):
+        return ApiError(409, "CONFLICT", "no enabled admin would remain; keep at least one")
+    return RequestError("VALIDATION", "; ".join(str(p) for p in e.problems))
 
 
 @bp.post("/config")
 def config_import() -> tuple[Response, int]:
-    """Import a control-room document (YAML or JSON body); ``?mode=merge`` (default) or
-    ``?mode=replace``. All problems are listed in the 400's message."""
+    """Import a control-room document (YAML or JSON body, at most 4 MiB); ``?mode=merge``
+    (default) or ``?mode=replace``. Every problem is in the 400's message; nothing changes."""
     no_unknown_args("mode")
     mode = _kind_arg("mode", ("merge", "replace")) or "merge"
-    request.max_content_length = MAX_BYTES
-    raw = request.get_data(cache=True)
+    request.max_content_length = MAX_BYTES        # more than the API's 64 KiB
     try:
-        text = raw.decode("utf-8-sig")
+        text = request.get_data(cache=True).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise RequestError("BAD_JSON", "the body is not UTF-8 text") from None
-    try:
-        cfg = topology.parse(load_yaml(text, name="body"))
-    except ConfigError as e:
-        raise _problems_error(e.problems) from None
     s = db_session()
     try:
+        cfg = topology.parse(load_yaml(text, name="body"))
         summary = topology_db.import_config(s, cfg, replace=mode == "replace", actor=_actor())
     except ConfigError as e:
-        raise _problems_error(e.problems) from None
+        raise _config_error(e) from None
     return _done(summary.notify, {"mode": summary.mode, "counts": summary.counts})

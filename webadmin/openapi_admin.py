@@ -41,7 +41,7 @@ SCHEMAS: J = {
         "last_seen": _nullable({"type": "string", "format": "date-time"}),
     }),
     "DeviceCreate": obj({"id": DEVICE_ID, "name": NAME, "heads": {"type": "integer"},
-                         "serial": _nullable({"type": "string"})}, required=["id"]),
+                         "serial": _nullable({"type": "string"})}, required=["id", "name"]),
     "Adopt": obj({"id": DEVICE_ID, "name": _nullable(NAME)}, required=["id"]),
     "Seat": obj({"name": NAME, "screens": {**IDS, "minItems": 1, "maxItems": 8}}),
     "Wall": obj({"name": NAME, "rows": {"type": "integer", "minimum": 1, "maximum": 16},
