@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from kvm_protocol.yamlconf import ConfigError, load_yaml
-from webadmin import admin_service, routing, topology, topology_db
+from webadmin import admin_service, topology, topology_db
 from webadmin import models as m
 from webadmin.admin_service import AdminError
 from webadmin.config import ServerConfig, load_config
@@ -159,9 +159,7 @@ def cmd_import(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
 
 def cmd_export(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> None:
     with _database(_server_config(args)) as db, db.begin() as s:
-        text = topology_db.dump_yaml(topology_db.export_config(s))
-        routing.audit(s, actor="kvm-admin", action="export", result="OK",
-                                  target=args.file)
+        text = admin_service.export_yaml(s, actor="kvm-admin")
     if args.file == "-":
         out.write(text)
         return
