@@ -206,9 +206,10 @@ def _set(
 
 
 def connect(snap: Snapshot, user: str, rx_id: str, text: str) -> Outcome:
-    """F1: switch the seat of `rx_id` to the Tx (or hotkey) typed in `text` (SPEC 1.3).
+    """F1: switch `rx_id` to the Tx (or hotkey) typed in `text` (SPEC 1.3).
 
-    Only the screen `rx_id` (the one the OSD is on) switches. Checks in order: user,
+    Only the screen `rx_id` (the one the OSD is on) switches, not the rest of its seat.
+    Checks in order: user,
     input (UNKNOWN_TARGET), view scope, OFFLINE, NO_VIDEO (primary head), CONNECT_FAILED
     (stream fault), SAME_SOURCE; each over every Tx that will be shown.
     """

@@ -14,6 +14,7 @@ import dataclasses
 import os
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -344,6 +345,9 @@ def _text(kind: str) -> st.SearchStrategy[str]:
     return st.one_of([valid] * 10 + [name] * 3 + [listed.map(",".join)] * 2 + [bad, special])
 
 
+TEXT = {"tx": _text("tx"), "rx": _text("rx")}
+
+
 def _hotkey_targets() -> st.SearchStrategy[list[str]]:
     return st.one_of(
         st.lists(st.sampled_from(TXS), min_size=1, max_size=3, unique=True),
@@ -478,7 +482,7 @@ class EngineMachine(RuleBasedStateMachine):
     # operator actions
     def act(self, data: st.DataObject, action: str) -> None:
         rx, user = data.draw(st.sampled_from(self.logged_in()), label="seat")
-        text = data.draw(_text("tx" if action == "connect" else "rx"), label="typed")
+        text = data.draw(TEXT["tx" if action == "connect" else "rx"], label="typed")
         snap = self.snap()
         targets: list[tuple[str, str]] = []
         if action == "connect":
@@ -618,9 +622,11 @@ class EngineMachine(RuleBasedStateMachine):
 
 
 _LONG = os.environ.get("KVM_HYPOTHESIS_PROFILE") == "long"
+# The long run takes tens of minutes on a busy 2-core machine: lift the 300 s limit there.
+pytestmark = pytest.mark.timeout(7200 if _LONG else 300)
 
 EngineMachine.TestCase.settings = settings(
-    max_examples=5000 if _LONG else 200,
+    max_examples=3000 if _LONG else 200,
     stateful_step_count=80 if _LONG else 40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
