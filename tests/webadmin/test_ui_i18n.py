@@ -22,8 +22,7 @@ DYNAMIC = {
     "lang.": ["zh_CN", "en"], "preview.mode_": ["connect", "push", "fetch"],
     "role.": ["admin", "operator"],
     "route.": ["connect", "push", "fetch", "disconnect"],
-    "scope.": ["view", "push", "fetch", "login", "view_hint", "push_hint", "fetch_hint",
-               "login_hint"],
+    "scope.": ["view", "push", "fetch", "login"],
     "status.": ["grey", "yellow", "red"], "auth.": ["expired"],
     "settings.restored_": ["merge", "replace"],
     "action.": [],      # audit action labels: optional, the raw action shows otherwise
