@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import func, select
 
 from webadmin import engine
@@ -21,8 +23,14 @@ from webadmin.api_common import (
     query_int,
     services,
 )
-from webadmin.auth import SECRET_RE, current_device, hash_secret, secret_matches
-from webadmin.routing import audit, report_state
+from webadmin.auth import (
+    SECRET_RE,
+    current_device,
+    hash_secret,
+    parse_device_header,
+    secret_matches,
+)
+from webadmin.routing import WatchHub, audit, report_state
 from webadmin.snapshot import Built
 
 bp = Blueprint("api_device", __name__, url_prefix="/api/v1/device")
@@ -157,18 +165,7 @@ def state() -> Response:
     return jsonify({"generation": int(dev.generation)})
 
 
-def _settings_body(st: m.Settings) -> dict[str, Any]:
-    return {
-        "chord": st.chord,
-        "chord_window_ms": st.chord_window_ms,
-        "lang": st.lang,
-        "auto_close_ms": st.auto_close_ms,
-        "idle_close_s": st.idle_close_s,
-        "idle_logout_s": st.idle_logout_s,
-    }
-
-
-def watch_body(built: Built, dev_id: str, generation: int, settings: m.Settings) -> dict[str, Any]:
+def watch_body(built: Built, dev_id: str, generation: int) -> dict[str, Any]:
     """What a device's watch returns: its desired routing, its seat's session, settings."""
     cfg = built.config
     kind = cfg.kinds.get(dev_id, "tx")
@@ -200,16 +197,48 @@ def watch_body(built: Built, dev_id: str, generation: int, settings: m.Settings)
         "generation": generation,
         "routing": routing,
         "session": session,
-        "settings": _settings_body(settings),
+        "settings": dict(cfg.settings),
         "seat": seat,
         "id": dev_id,
         "name": cfg.names.get(dev_id, ""),
     }
 
 
+def encode(body: dict[str, Any]) -> bytes:
+    """JSON as ``jsonify`` writes it here (compact, UTF-8, keys in order)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def answer(hub: WatchHub, built: Built, dev_id: str, generation: int) -> bytes:
+    """The encoded watch answer, built once per (device, generation, snapshot versions)."""
+    key = (generation, built.versions[0], built.versions[2])
+    return hub.answer(dev_id, key, lambda: encode(watch_body(built, dev_id, generation)))
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, mimetype="application/json")
+
+
+def _watching_device(built: Built) -> tuple[str, int]:
+    """(ID, pk) of the adopted device calling, checked against the snapshot's credentials;
+    anything else goes through ``current_device`` for its precise 401/403."""
+    serial, secret = parse_device_header(request.headers.get("Authorization", ""))
+    cred = built.config.credentials.get(serial)
+    if cred is not None and secret_matches(cred.credential_hash, secret):
+        return cred.id, cred.pk
+    dev = current_device()
+    assert dev.id is not None
+    return dev.id, dev.pk
+
+
 @bp.get("/watch")
 def watch() -> Response:
-    """Long poll: returns when the device's generation exceeds ?generation=, or at ?timeout=."""
+    """Long poll: returns when the device's generation exceeds ?generation=, or at ?timeout=.
+
+    A watch woken by a commit of this process answers from the in-memory snapshot with the
+    generation the commit handed over (no query); otherwise (timeout, a change made by
+    another process or by an admin) it reads the generation and the snapshot again.
+    """
     no_unknown_args("generation", "timeout")
     svc = services()
     since = query_int("generation", default=-1, lo=-1, hi=2**62)
@@ -217,28 +246,30 @@ def watch() -> Response:
         "timeout", default=min(DEFAULT_WATCH_S, svc.config.long_poll_max_s), lo=0,
         hi=svc.config.long_poll_max_s,
     )
-    dev = current_device()
-    dev_id, dev_pk = dev.id, dev.pk
-    assert dev_id is not None
-    # Register first, then read: a change committed after the read still wakes us.
-    event = svc.hub.register(dev_id)
     s = db_session()
-    s.rollback()  # end the request's read transaction: see commits made after it
-    gen = _generation(s, dev_pk)
-    if gen <= since and timeout > 0:
-        s.close()  # hold no connection while waiting
-        event.wait(timeout)
+    dev_id, dev_pk = _watching_device(svc.cache.build(s, live=False))
+    deadline = time.monotonic() + timeout
+    while True:
+        # Register first, then read in a new transaction: a change committed after the
+        # read still wakes us.
+        waiter = svc.hub.register(dev_id)
+        s.rollback()
         gen = _generation(s, dev_pk)
-    built = svc.cache.build(s)
-    settings = s.get(m.Settings, 1) or m.Settings()
-    body = watch_body(built, dev_id, gen, settings)
-    s.rollback()
-    return jsonify(body)
+        remaining = deadline - time.monotonic()
+        if gen > since or remaining <= 0:
+            return _json(answer(svc.hub, svc.cache.build(s, live=False), dev_id, gen))
+        s.close()  # hold no connection while waiting
+        if waiter.wait(remaining) and waiter.generation is not None \
+                and waiter.generation > since:
+            latest = svc.cache.latest()
+            if latest is not None:
+                return _json(answer(svc.hub, latest, dev_id, waiter.generation))
+        if svc.hub.closed:
+            deadline = 0.0  # stopping: answer now, the device reconnects to the next server
 
 
 def _generation(s: Any, dev_pk: int) -> int:
-    gen = s.scalar(select(m.Device.generation).where(m.Device.pk == dev_pk))
+    gen = s.connection().scalar(select(m.Device.generation).where(m.Device.pk == dev_pk))
     if gen is None:
         raise ApiError(401, "UNAUTHORIZED", "this device was removed")
     return int(gen)
-

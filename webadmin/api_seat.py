@@ -24,7 +24,7 @@ from webadmin.api_common import (
     services,
     texts,
 )
-from webadmin.auth import current_device, verify_password
+from webadmin.auth import current_device, parse_device_header, secret_matches, verify_password
 from webadmin.snapshot import Built
 
 bp = Blueprint("api_seat", __name__, url_prefix="/api/v1/seat")
@@ -78,14 +78,28 @@ def _rx() -> m.Device:
     return dev
 
 
-def _built() -> Built:
-    return services().cache.build(db_session())
+def _seat_rx(built: Built) -> str:
+    """The ID of the Rx calling, checked against the snapshot's credentials (no query);
+    anything else goes through ``current_device`` for its precise 401/403."""
+    serial, secret = parse_device_header(request.headers.get("Authorization", ""))
+    cred = built.config.credentials.get(serial)
+    if cred is not None and secret_matches(cred.credential_hash, secret):
+        rx_id, kind = cred.id, cred.kind
+    else:
+        dev = current_device()
+        rx_id, kind = str(dev.id), dev.kind
+    if kind != "rx":
+        raise ApiError(403, "FORBIDDEN", "seat calls come from a receiver (Rx)")
+    return rx_id
 
 
-def _commit_and_notify(notify: set[str] | frozenset[str]) -> None:
-    db_session().commit()
-    if notify:
-        services().hub.notify(notify)
+def _built(*, lock: bool = False) -> Built:
+    return services().cache.build(db_session(), lock=lock)
+
+
+def _commit_and_notify(notify: set[str] | frozenset[str] = frozenset()) -> None:
+    svc = services()
+    routing.commit(db_session(), svc.cache, svc.hub, notify)
 
 
 # --- views -------------------------------------------------------------------------------
@@ -102,7 +116,7 @@ def login() -> Response:
     # and a SQLite read snapshot that others wrote past could not be upgraded to a write.
     s.rollback()
     password_ok = verify_password(password_hash, req.password)
-    built = _built()
+    built = _built(lock=True)
     res = routing.login(s, built, user=req.user, password_ok=password_ok, rx_id=rx_id)
     _commit_and_notify(res.notify)
     if res.code is not R.NETWORK_OK:
@@ -115,9 +129,10 @@ def login() -> Response:
 
 @bp.post("/logout")
 def logout() -> Response:
-    dev = _rx()
+    built = _built(lock=True)
+    rx_id = _seat_rx(built)
     parse_empty()
-    res = routing.logout(db_session(), _built(), rx_id=str(dev.id))
+    res = routing.logout(db_session(), built, rx_id=rx_id)
     _commit_and_notify(res.notify)
     return jsonify(result_body(res.code))
 
@@ -128,9 +143,8 @@ def devices() -> Response:
     mode = request.args.get("mode", "connect")
     if mode not in MODES:
         raise RequestError("VALIDATION", f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    dev = _rx()
     built = _built()
-    rx_id = str(dev.id)
+    rx_id = _seat_rx(built)
     user = built.session_user(rx_id)
     if user is None:
         return jsonify(result_body(R.NOT_LOGGED_IN, mode=mode, rows=[]))
@@ -143,16 +157,15 @@ def devices() -> Response:
 
 
 def _act(action: str) -> Response:
-    dev = _rx()
-    text = parse_typed(json_body())
     s = db_session()
-    built = _built()
-    rx_id = str(dev.id)
+    built = _built(lock=True)
+    rx_id = _seat_rx(built)
+    text = parse_typed(json_body())
     user = built.session_user(rx_id)
     if user is None:
         routing.audit(s, actor="", action=action, result=R.NOT_LOGGED_IN.value,
                       seat=built.seat(rx_id).name, device=rx_id, target=text)
-        s.commit()
+        _commit_and_notify()
         return jsonify(result_body(R.NOT_LOGGED_IN))
     decide = {"connect": engine.connect, "push": engine.push, "fetch": engine.fetch}[action]
     outcome = decide(built.snap, user, rx_id, text)

@@ -103,10 +103,15 @@ def is_current(engine: Engine) -> bool:
 
 _CONFIG_CLASSES: tuple[type[m.Base], ...] = (
     m.Seat, m.SeatScreen, m.Wall, m.WallTile, m.User, m.UserGroup, m.DeviceGroup,
-    m.Grant, m.Hotkey, m.HotkeyTarget,
+    m.Grant, m.Hotkey, m.HotkeyTarget, m.Settings,
 )
 _ROUTING_CLASSES: tuple[type[m.Base], ...] = (m.Route, m.SeatSession)
-_DEVICE_CONFIG = frozenset({"id", "kind", "name", "heads", "adoption", "serial"})
+# The snapshot's configuration part also holds the adopted devices' credentials.
+_DEVICE_CONFIG = frozenset({"id", "kind", "name", "heads", "adoption", "serial",
+                            "credential_hash"})
+# Session.info key: what this transaction did that the caches must learn after its commit
+# (see ``pending``); cleared on commit and rollback.
+PENDING = "kvm_pending"
 _DEVICE_STATE = frozenset({"online", "network_up", "stream_ok", "reported_heads"})
 
 
@@ -140,23 +145,44 @@ def _versions_to_bump(session: Session) -> set[str]:
     return bump
 
 
+def pending(session: Session) -> dict[str, Any]:
+    """What the current transaction did for the caches: ``versions`` (the version counters
+    after its last bump), ``generations`` (device ID -> new watch generation), ``routing``
+    (patches for the snapshot cache). ``routing.commit`` reads it; a commit or rollback
+    clears it."""
+    return session.info.setdefault(PENDING, {})  # type: ignore[no-any-return]
+
+
+def _bump(session: Session, names: Any) -> tuple[int, int, int]:
+    row = session.execute(
+        update(m.ServerState)
+        .where(m.ServerState.pk == 1)
+        .values({k: getattr(m.ServerState, k) + 1 for k in sorted(names)})
+        .returning(m.ServerState.config_version, m.ServerState.device_version,
+                   m.ServerState.routing_version)
+        .execution_options(synchronize_session=False)
+    ).one()
+    versions = (int(row[0]), int(row[1]), int(row[2]))
+    pending(session)["versions"] = versions
+    return versions
+
+
 def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
     bump = _versions_to_bump(session)
     if bump:
-        session.execute(
-            update(m.ServerState)
-            .where(m.ServerState.pk == 1)
-            .values({k: getattr(m.ServerState, k) + 1 for k in sorted(bump)})
-        )
+        _bump(session, bump)
 
 
-def bump_versions(session: Session, *names: str) -> None:
-    """Move cache versions explicitly (for bulk SQL that bypasses the ORM flush hook)."""
-    session.execute(
-        update(m.ServerState)
-        .where(m.ServerState.pk == 1)
-        .values({k: getattr(m.ServerState, k) + 1 for k in names})
-    )
+def bump_versions(session: Session, *names: str) -> tuple[int, int, int]:
+    """Move cache versions explicitly (for bulk SQL that bypasses the ORM flush hook).
+
+    Returns the counters after the bump (config, device, routing). Bump *before* writing:
+    on PostgreSQL the row lock then orders concurrent writers."""
+    return _bump(session, names)
+
+
+def _forget_pending(session: Session, *_args: Any) -> None:
+    session.info.pop(PENDING, None)
 
 
 # --- the extension -----------------------------------------------------------------------
@@ -177,6 +203,8 @@ class Database:
         self.engine = make_engine(url, self.sqlite_synchronous)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self._factory, "before_flush", _before_flush)
+        event.listen(self._factory, "after_commit", _forget_pending)
+        event.listen(self._factory, "after_rollback", _forget_pending)
 
     def init_app(self, app: Any) -> None:
         self.connect(app.config["DATABASE_URL"])

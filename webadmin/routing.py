@@ -3,24 +3,29 @@ and wake the devices' long polls.
 
 Every function takes the caller's SQLAlchemy session and does not commit: the caller
 commits, *then* calls ``WatchHub.notify`` with the device IDs returned, so a woken watch
-always reads the committed state.
+always reads the committed state. ``commit`` does both and also updates the snapshot cache.
+
+The hot paths write with SQL statements rather than ORM objects (one upsert for all route
+changes, one UPDATE ... RETURNING for the generations, one INSERT for the audit entry):
+a switch is a handful of statements and one commit, whatever its size.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from kvm_protocol.results import ResultCode
-from webadmin import engine
+from webadmin import db, engine
 from webadmin import models as m
-from webadmin.snapshot import Built, screens_of
+from webadmin.snapshot import Built, SnapshotCache, screens_of
 
 R = ResultCode
 LOGIN_WINDOW = dt.timedelta(minutes=1)
@@ -30,8 +35,27 @@ LOGIN_FAILURES = 5  # per user per seat per LOGIN_WINDOW
 # --- long-poll wake-ups ------------------------------------------------------------------
 
 
+class Waiter:
+    """What the watches of one device wait on until the next notify: an event, and the
+    device's new generation when the notifier knew it (else None)."""
+
+    __slots__ = ("event", "generation")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.generation: int | None = None
+
+    def wait(self, timeout: float | None) -> bool:
+        return self.event.wait(timeout)
+
+
 class WatchHub:
-    """In-process wake-ups for device watches, one event per device that somebody waits on.
+    """In-process wake-ups for device watches, and the encoded watch answers.
+
+    One ``Waiter`` per device that somebody waits on; ``notify`` hands each the device's
+    new generation (when the committing request knew it) so that a woken watch can answer
+    from the in-memory snapshot without a query. ``answer`` keeps the last encoded answer
+    per device, so an answer is built once per (device, generation, cache versions).
 
     Uses ``threading`` primitives looked up at call time, so under gevent's monkey patching
     they are cooperative: a waiting watch costs a greenlet, not a thread.
@@ -39,30 +63,78 @@ class WatchHub:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._events: dict[str, threading.Event] = {}
+        self._waiters: dict[str, Waiter] = {}
+        self._answers: dict[str, tuple[Hashable, bytes]] = {}
+        self.answers_built = 0  # for tests and benchmarks
+        self.closed = False  # set by notify_all: the server stops, watches answer at once
 
-    def register(self, device_id: str) -> threading.Event:
-        """The event to wait on for `device_id`; register *before* reading the generation."""
+    def register(self, device_id: str) -> Waiter:
+        """The waiter for `device_id`; register *before* reading the generation."""
         with self._lock:
-            ev = self._events.get(device_id)
-            if ev is None:
-                ev = self._events[device_id] = threading.Event()
-            return ev
+            waiter = self._waiters.get(device_id)
+            if waiter is None:
+                waiter = self._waiters[device_id] = Waiter()
+            return waiter
 
-    def notify(self, device_ids: Iterable[str]) -> None:
-        """Wake every watch of these devices (call after the commit)."""
+    def notify(self, device_ids: Iterable[str],
+               generations: Mapping[str, int] | None = None) -> None:
+        """Wake every watch of these devices (call after the commit). `generations`: the
+        committed new generation of (some of) them."""
+        gens = generations or {}
         with self._lock:
-            events = [self._events.pop(d, None) for d in set(device_ids)]
-        for ev in events:
-            if ev is not None:
-                ev.set()
+            woken = [(d, self._waiters.pop(d, None)) for d in set(device_ids)]
+        for d, waiter in woken:
+            if waiter is not None:
+                waiter.generation = gens.get(d)
+                waiter.event.set()
 
     def notify_all(self) -> None:
+        """Release every watch now (the server is stopping): they answer at once."""
         with self._lock:
-            events = list(self._events.values())
-            self._events.clear()
-        for ev in events:
-            ev.set()
+            self.closed = True
+            waiters = list(self._waiters.values())
+            self._waiters.clear()
+        for waiter in waiters:
+            waiter.event.set()
+
+    def answer(self, device_id: str, key: Hashable, build: Callable[[], bytes]) -> bytes:
+        """The encoded answer for `device_id` under `key` (built once, then reused)."""
+        with self._lock:
+            cached = self._answers.get(device_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        body = build()
+        with self._lock:
+            self._answers[device_id] = (key, body)
+            self.answers_built += 1
+        return body
+
+
+def commit(s: Session, cache: SnapshotCache, hub: WatchHub,
+           notify: Iterable[str] = ()) -> None:
+    """Commit the request's transaction, then bring the snapshot cache up to date with it
+    (patch the routing in place when this commit alone moved it, else mark the changed parts
+    out of date), then wake the watches of `notify` with their new generations.
+
+    Nothing is announced before the commit is durable; the cache never serves a state older
+    than a commit it announced.
+    """
+    s.flush()
+    done = s.info.pop(db.PENDING, {})
+    s.commit()
+    after = done.get("versions")
+    if after is not None:
+        patches = done.get("routing", [])
+        if len(patches) == 1:
+            before, changes, actor = patches[0]
+            patched = cache.apply(before, changes, actor, after)
+        else:
+            patched = False
+        if not patched:
+            cache.committed(after)
+    ids = set(notify)
+    if ids:
+        hub.notify(ids, done.get("generations"))
 
 
 # --- audit -------------------------------------------------------------------------------
@@ -81,8 +153,8 @@ def audit(
     at: dt.datetime | None = None,
 ) -> None:
     """Append one audit entry (never updated, never deleted)."""
-    s.add(
-        m.AuditEntry(
+    s.execute(
+        insert(m.AuditEntry).values(
             at=at or m.utcnow(), actor=actor[:64], seat=seat[:64], device=device[:64],
             action=action[:32], target=target[:4096], detail=dict(detail or {}),
             result=result[:32],
@@ -101,12 +173,16 @@ def touch_devices(s: Session, device_ids: Iterable[str]) -> set[str]:
     """
     ids = sorted(set(device_ids))
     if ids:
-        s.execute(
+        rows = s.execute(
             update(m.Device)
             .where(m.Device.id.in_(ids))
             .values(generation=m.Device.generation + 1)
+            .returning(m.Device.id, m.Device.generation)
             .execution_options(synchronize_session=False)
-        )
+        ).all()
+        gens = db.pending(s).setdefault("generations", {})
+        for did, gen in rows:
+            gens[str(did)] = int(gen)
     return set(ids)
 
 
@@ -119,35 +195,51 @@ def touch_all(s: Session) -> set[str]:
 # --- routing -----------------------------------------------------------------------------
 
 
+def _upsert_routes(s: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert or update (rx_pk, head) rows in one statement (executemany)."""
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(m.Route)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(m.Route)
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        raise RuntimeError(f"unsupported database {dialect}")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["rx_pk", "head"],
+        set_={c: stmt.excluded[c] for c in ("tx_pk", "tx_head", "set_by", "set_at", "pushed")},
+    )
+    s.execute(stmt, rows)
+
+
 def store_changes(
     s: Session, built: Built, changes: Iterable[engine.RouteChange], actor: str
 ) -> set[str]:
-    """Write route changes; returns the Rx IDs whose desired routing changed."""
+    """Write route changes; returns the Rx IDs whose desired routing changed.
+
+    Moves ``routing_version`` first (on PostgreSQL that locks the version row, ordering
+    concurrent writers) and records the changes so that ``commit`` can patch the snapshot
+    cache instead of reloading it.
+    """
     pk_of = built.config.pk_of
+    changes = tuple(ch for ch in changes if ch.rx_id in pk_of)
+    if not changes:
+        return set()
+    db.bump_versions(s, "routing_version")
     now = m.utcnow()
-    changes = [ch for ch in changes if ch.rx_id in pk_of]
-    pks = sorted({pk_of[ch.rx_id] for ch in changes})
-    existing = {
-        (r.rx_pk, r.head): r
-        for r in (s.scalars(select(m.Route).where(m.Route.rx_pk.in_(pks))) if pks else ())
-    }
-    touched: set[str] = set()
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
     for ch in changes:
         rx_pk = pk_of[ch.rx_id]
-        row = existing.get((rx_pk, ch.head))
-        if row is None:
-            row = m.Route(rx_pk=rx_pk, head=ch.head)
-            s.add(row)
-        if ch.route is None:
-            row.tx_pk, row.tx_head, row.set_by, row.pushed = None, None, actor, False
-        else:
-            row.tx_pk = pk_of.get(ch.route.tx_id)
-            row.tx_head = ch.route.tx_head
-            row.set_by = ch.route.set_by or actor
-            row.pushed = ch.route.pushed
-        row.set_at = now
-        touched.add(ch.rx_id)
-    return touched
+        route = ch.route
+        tx_pk = None if route is None else pk_of.get(route.tx_id)
+        rows[(rx_pk, ch.head)] = {
+            "rx_pk": rx_pk, "head": ch.head, "tx_pk": tx_pk,
+            "tx_head": None if route is None else route.tx_head,
+            "set_by": (actor if route is None else route.set_by or actor)[:64],
+            "set_at": now, "pushed": bool(route is not None and route.pushed),
+        }
+    _upsert_routes(s, list(rows.values()))
+    db.pending(s).setdefault("routing", []).append((built, changes, actor))
+    return {ch.rx_id for ch in changes}
 
 
 def _change_detail(changes: Iterable[engine.RouteChange]) -> list[dict[str, Any]]:
@@ -222,6 +314,8 @@ def _set_sessions(s: Session, built: Built, rx_id: str, user: str | None) -> dic
     """Replace the session of the seat of `rx_id`; returns the new rx -> user map."""
     screens = built.seat(rx_id).screens
     pks = [built.config.pk_of[r] for r in screens if r in built.config.pk_of]
+    # The bulk delete bypasses the flush hook: move the routing version by hand (first).
+    db.bump_versions(s, "routing_version")
     s.execute(delete(m.SeatSession).where(m.SeatSession.rx_pk.in_(pks)))
     sessions = {k: v for k, v in built.snap.sessions.items() if k not in screens}
     if user is not None:
@@ -230,11 +324,6 @@ def _set_sessions(s: Session, built: Built, rx_id: str, user: str | None) -> dic
         for pk in pks:
             s.add(m.SeatSession(rx_pk=pk, user_pk=upk, since=now))
         sessions.update(dict.fromkeys(screens, user))
-    # The bulk delete bypasses the flush hook: move the routing version by hand.
-    s.execute(
-        update(m.ServerState).where(m.ServerState.pk == 1)
-        .values(routing_version=m.ServerState.routing_version + 1)
-    )
     return sessions
 
 

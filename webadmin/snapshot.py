@@ -13,6 +13,13 @@ sessions), but most of it changes rarely. The parts are cached by the version co
 
 So a decision costs one small version query, one index query and the engine call; the
 versions live in the database, so this stays right with several server processes.
+
+After a switch the server does not reload the routing: ``SnapshotCache.apply`` patches the
+cached routing with the changes it just committed, when the versions prove that nothing
+else changed in between (else the part is dropped and reloaded on next use). Stores only
+move forward (a part is never replaced by one of older versions), so ``latest()`` — the
+cached state without any query, used to answer woken device watches — is never older than
+a commit this process made and announced.
 """
 
 from __future__ import annotations
@@ -30,7 +37,20 @@ from sqlalchemy.orm import Session
 from webadmin import engine
 from webadmin import models as m
 
-Versions = tuple[int, int, int]
+Versions = tuple[int, int, int]   # (config_version, device_version, routing_version)
+
+SETTINGS_KEYS = ("chord", "chord_window_ms", "lang", "auto_close_ms", "idle_close_s",
+                 "idle_logout_s")
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """An adopted device's stored credential, for authenticating without a query."""
+
+    credential_hash: str | None
+    id: str
+    pk: int
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,8 @@ class Config:
     seat_of: Mapping[str, engine.Seat]       # rx ID -> its seat (an Rx alone is its own seat)
     user_pk: Mapping[str, int]
     langs: Mapping[str, str]
+    settings: Mapping[str, Any] = field(default_factory=dict)        # the OSD settings row
+    credentials: Mapping[str, Credential] = field(default_factory=dict)  # serial -> adopted
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,7 @@ class Built:
     config: Config
     now: dt.datetime
     offline: frozenset[str] = field(default_factory=frozenset)
+    versions: Versions = (-1, -1, -1)   # of the cache parts it was built from
 
     def seat(self, rx_id: str) -> engine.Seat:
         return self.config.seat_of.get(rx_id) or engine.Seat(rx_id, (rx_id,))
@@ -80,9 +103,19 @@ class Built:
         return replace(self, snap=replace(self.snap, sessions=dict(sessions)))
 
 
+def settings_body(row: Any) -> dict[str, Any]:
+    """The settings part of a watch answer, from a ``settings`` row (or defaults)."""
+    if row is None:
+        row = m.Settings()
+    defaults = {c.name: c.default.arg for c in m.Settings.__table__.c if c.default is not None}
+    return {k: getattr(row, k) if getattr(row, k) is not None else defaults.get(k)
+            for k in SETTINGS_KEYS}
+
+
 def _load_config(s: Session, version: int) -> Config:
     devs = s.execute(
-        select(m.Device.pk, m.Device.id, m.Device.kind, m.Device.name, m.Device.heads).where(
+        select(m.Device.pk, m.Device.id, m.Device.kind, m.Device.name, m.Device.heads,
+               m.Device.serial, m.Device.credential_hash).where(
             m.Device.adoption == "adopted", m.Device.id.is_not(None)
         )
     ).all()
@@ -154,6 +187,13 @@ def _load_config(s: Session, version: int) -> Config:
             seats.append(seat)
             for rx in screens:
                 seat_of[rx] = seat
+    settings_row = s.execute(
+        select(*(getattr(m.Settings, k) for k in SETTINGS_KEYS)).where(m.Settings.pk == 1)
+    ).first()
+    credentials = {
+        str(serial): Credential(cred, str(did), pk, kind)
+        for pk, did, kind, _, _, serial, cred in devs if serial is not None
+    }
     return Config(
         version=version,
         users=users,
@@ -162,12 +202,14 @@ def _load_config(s: Session, version: int) -> Config:
         seats=tuple(seats),
         pk_of=pk_of,
         id_of=id_of,
-        kinds={str(did): kind for _, did, kind, _, _ in devs},
-        names={str(did): name for _, did, _, name, _ in devs},
-        heads={str(did): heads for _, did, _, _, heads in devs},
+        kinds={str(did): kind for _, did, kind, *_ in devs},
+        names={str(did): name for _, did, _, name, *_ in devs},
+        heads={str(did): heads for _, did, _, _, heads, *_ in devs},
         seat_of=seat_of,
         user_pk=user_pk,
         langs=langs,
+        settings=settings_body(settings_row),
+        credentials=credentials,
     )
 
 
@@ -237,32 +279,52 @@ def _load_routing(
     return routing, sessions
 
 
+def _at_least(new: tuple[int, ...], old: tuple[int, ...]) -> bool:
+    """Versions only grow: `new` is not older than `old` in any component."""
+    return all(a >= b for a, b in zip(new, old, strict=True))
+
+
+Routing = tuple[dict[str, tuple[engine.Route | None, ...]], dict[str, str]]
+
+
 class SnapshotCache:
-    """Per-process cache of the snapshot parts, keyed by the database's version counters."""
+    """Per-process cache of the snapshot parts, keyed by the database's version counters.
+
+    Each part is ``(key, value)``; a value of None marks a part known to be out of date up
+    to that key (after a commit that could not patch it), so that a slower reader can not
+    put back an older copy.
+    """
 
     def __init__(self, device_timeout_s: float) -> None:
         self.device_timeout = dt.timedelta(seconds=device_timeout_s)
         self._lock = threading.Lock()
-        self._config: Config | None = None
-        self._devices: tuple[tuple[int, int], dict[str, engine.Device]] | None = None
-        self._routing: tuple[tuple[int, int], Any] | None = None
+        self._config: tuple[tuple[int], Config | None] | None = None
+        self._devices: tuple[tuple[int, int], dict[str, engine.Device] | None] | None = None
+        self._routing: tuple[tuple[int, int], Routing | None] | None = None
         self._live: tuple[Any, frozenset[str], dict[str, engine.Device]] | None = None
-        self.builds = {"config": 0, "devices": 0, "routing": 0}  # for tests and benchmarks
+        # For tests and benchmarks: loads from the database, and in-place patches.
+        self.builds = {"config": 0, "devices": 0, "routing": 0, "patched": 0}
 
-    def versions(self, s: Session) -> Versions:
-        row = s.execute(
-            select(
-                m.ServerState.config_version, m.ServerState.device_version,
-                m.ServerState.routing_version,
-            ).where(m.ServerState.pk == 1)
-        ).one()
+    # --- queries ------------------------------------------------------------------------
+
+    def versions(self, s: Session, *, lock: bool = False) -> Versions:
+        """The version counters. ``lock`` (for decisions that will write): on PostgreSQL the
+        row is locked FOR UPDATE, which serialises writers like SQLite's single writer does
+        (SQLite ignores it)."""
+        stmt = select(
+            m.ServerState.config_version, m.ServerState.device_version,
+            m.ServerState.routing_version,
+        ).where(m.ServerState.pk == 1)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = s.connection().execute(stmt).one()
         return int(row[0]), int(row[1]), int(row[2])
 
     def stale(self, s: Session, now: dt.datetime) -> frozenset[str]:
         """Adopted devices not heard from within the timeout (never heard from included)."""
         cutoff = now - self.device_timeout
         return frozenset(
-            str(did) for did in s.scalars(
+            str(did) for did in s.connection().scalars(
                 select(m.Device.id).where(
                     m.Device.adoption == "adopted",
                     m.Device.id.is_not(None),
@@ -271,33 +333,67 @@ class SnapshotCache:
             )
         )
 
-    def build(self, s: Session, now: dt.datetime | None = None) -> Built:
-        """The snapshot as of the session's transaction."""
+    # --- building -----------------------------------------------------------------------
+
+    def _store(self, name: str, key: tuple[int, ...], value: Any) -> None:
+        """Keep `value` unless the cache already holds a part at least as new (lock held)."""
+        cur = getattr(self, name)
+        if cur is None or (_at_least(key, cur[0]) and (key != cur[0] or cur[1] is None)):
+            setattr(self, name, (key, value))
+
+    def build(self, s: Session, now: dt.datetime | None = None, *, live: bool = True,
+              lock: bool = False) -> Built:
+        """The snapshot as of the session's transaction.
+
+        ``live=False`` skips the liveness query (every device counts as online): for
+        answers that do not depend on it, such as a device's watch. ``lock``: see
+        ``versions``.
+        """
         now = now or m.utcnow()
-        cv, dv, rv = self.versions(s)
-        stale = self.stale(s, now)
+        cv, dv, rv = self.versions(s, lock=lock)
+        stale = self.stale(s, now) if live else frozenset()
         with self._lock:
-            cfg = self._config
-            if cfg is None or cfg.version != cv:
-                cfg = self._config = _load_config(s, cv)
+            part = self._config
+            cfg = part[1] if part is not None and part[0] == (cv,) else None
+        if cfg is None:
+            cfg = _load_config(s, cv)
+            with self._lock:
+                self._store("_config", (cv,), cfg)
                 self.builds["config"] += 1
-            if self._devices is None or self._devices[0] != (cv, dv):
-                self._devices = ((cv, dv), _load_devices(s, cfg))
-                self._live = None
+        with self._lock:
+            dpart = self._devices
+            devices = dpart[1] if dpart is not None and dpart[0] == (cv, dv) else None
+            rpart = self._routing
+            routed = rpart[1] if rpart is not None and rpart[0] == (cv, rv) else None
+        if devices is None:
+            devices = _load_devices(s, cfg)
+            with self._lock:
+                self._store("_devices", (cv, dv), devices)
                 self.builds["devices"] += 1
-            if self._routing is None or self._routing[0] != (cv, rv):
-                self._routing = ((cv, rv), _load_routing(s, cfg))
+        if routed is None:
+            routed = _load_routing(s, cfg)
+            with self._lock:
+                self._store("_routing", (cv, rv), routed)
                 self.builds["routing"] += 1
-            devices = self._devices[1]
-            live = self._live
-            if live is None or live[0] != self._devices[0] or live[1] != stale:
-                merged = dict(devices)
-                for did in stale & merged.keys():
-                    merged[did] = replace(merged[did], online=False)
-                live = self._live = (self._devices[0], stale, merged)
-            routing, sessions = self._routing[1]
+        merged = devices
+        if stale & devices.keys():
+            with self._lock:
+                live_part = self._live
+                if live_part is not None and live_part[0] == (cv, dv) and live_part[1] == stale:
+                    merged = live_part[2]
+                else:
+                    merged = dict(devices)
+                    for did in stale & merged.keys():
+                        merged[did] = replace(merged[did], online=False)
+                    self._live = ((cv, dv), stale, merged)
+        return self._built(cfg, merged, routed, now, stale, (cv, dv, rv))
+
+    @staticmethod
+    def _built(cfg: Config, devices: Mapping[str, engine.Device], routed: Routing,
+               now: dt.datetime, offline: frozenset[str], versions: Versions) -> Built:
+        routing, sessions = routed
         snap = engine.Snapshot(
-            devices=live[2],
+            devices=devices,
             users=cfg.users,
             hotkeys=cfg.hotkeys,
             walls=cfg.walls,
@@ -305,7 +401,78 @@ class SnapshotCache:
             routing=routing,
             sessions=sessions,
         )
-        return Built(snap, cfg, now, frozenset(stale))
+        return Built(snap, cfg, now, offline, versions)
+
+    def latest(self) -> Built | None:
+        """The newest cached state, without a query, or None when a part is missing or out
+        of date. Liveness is not included (every device counts as online): for watch
+        answers, never for decisions."""
+        with self._lock:
+            cpart, dpart, rpart = self._config, self._devices, self._routing
+        if cpart is None or dpart is None or rpart is None:
+            return None
+        cfg, devices, routed = cpart[1], dpart[1], rpart[1]
+        if cfg is None or devices is None or routed is None:
+            return None
+        if not (cpart[0][0] == dpart[0][0] == rpart[0][0]):
+            return None
+        versions = (cpart[0][0], dpart[0][1], rpart[0][1])
+        return self._built(cfg, devices, routed, m.utcnow(), frozenset(), versions)
+
+    # --- after a commit -----------------------------------------------------------------
+
+    def apply(self, before: Built, changes: Iterable[engine.RouteChange], actor: str,
+              after: Versions) -> bool:
+        """Patch the cached routing with `changes`, just committed on top of `before`.
+
+        Only when the committed versions show that this commit alone moved the routing
+        (``after`` = same config, routing version + 1) and the cache still holds exactly
+        `before`'s routing; otherwise the routing part is marked out of date. Returns True
+        if patched. The result equals what a reload would give (``routing.store_changes``
+        writes the same values).
+        """
+        cv, _, rv = before.versions
+        with self._lock:
+            part = self._routing
+            if (after[0] != cv or after[2] != rv + 1 or part is None or part[0] != (cv, rv)
+                    or part[1] is None):
+                self._mark_stale(after)
+                return False
+            routing, sessions = part[1]
+            cfg = before.config
+            patched = dict(routing)
+            for ch in changes:
+                if ch.rx_id not in cfg.pk_of:
+                    continue
+                heads = list(patched.get(ch.rx_id, ()))
+                size = max(len(heads), ch.head, cfg.heads.get(ch.rx_id, 1))
+                heads += [None] * (size - len(heads))
+                route = ch.route
+                heads[ch.head - 1] = (
+                    None if route is None or route.tx_id not in cfg.pk_of
+                    else engine.Route(route.tx_id, route.tx_head or 1, route.set_by or actor,
+                                      bool(route.pushed))
+                )
+                patched[ch.rx_id] = tuple(heads)
+            self._routing = ((cv, after[2]), (patched, sessions))
+            self.builds["patched"] += 1
+            return True
+
+    def committed(self, after: Versions) -> None:
+        """A commit moved the versions to `after` without patching: mark every part older
+        than that as out of date (it is reloaded on next use; ``latest()`` gives None)."""
+        with self._lock:
+            self._mark_stale(after)
+
+    def _mark_stale(self, after: Versions) -> None:
+        cv, dv, rv = after
+        for name, key in (("_config", (cv,)), ("_devices", (cv, dv)), ("_routing", (cv, rv))):
+            cur = getattr(self, name)
+            if cur is None or (cur[0] != key and _at_least(key, cur[0])):
+                setattr(self, name, (key, None))
+            elif not _at_least(key, cur[0]) and not _at_least(cur[0], key):
+                setattr(self, name, (tuple(max(a, b) for a, b in zip(key, cur[0],
+                                                                     strict=True)), None))
 
 
 def screens_of(built: Built, rx_ids: Iterable[str]) -> set[str]:

@@ -84,7 +84,7 @@ def test_versions_move_with_the_right_changes(app: Flask, room: Room) -> None:
     assert built.snap.devices["0001"].online is False
     with db.session() as s:
         cache.build(s)
-    assert cache.builds == {"config": 1, "devices": 1, "routing": 1}
+    assert cache.builds == {"config": 1, "devices": 1, "routing": 1, "patched": 0}
 
 
 def test_snapshot_expands_groups_and_view_only(app: Flask, room: Room) -> None:
