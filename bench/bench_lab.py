@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -46,7 +47,9 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from firmware_sim.lab import Lab, LabError  # noqa: E402
+from firmware_sim.lab import Lab, LabError, statefile  # noqa: E402
+from firmware_sim.lab.statefile import LabNotRunning  # noqa: E402
+from firmware_sim.lab.supervisor import child_setup  # noqa: E402
 from tests.lab.driver import Seat  # noqa: E402
 
 Json = dict[str, Any]
@@ -96,6 +99,55 @@ def topology(n_tx: int, n_rx: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- starting the lab --------------------------------------------------------------------
+
+# `kvm-lab up` with its per-process start-up bound raised: at 250 controllers per host on a
+# busy 2-core machine a host needs more than the lab's 30 s to open its control endpoint.
+# Only how long the lab waits for its children changes, nothing that is measured.
+BOOT = ("import sys; import firmware_sim.lab.up as up; "
+        "up.START_TIMEOUT_S = max(up.START_TIMEOUT_S, float(sys.argv.pop(1))); "
+        "from firmware_sim.lab import main; sys.exit(main())")
+
+
+def start_lab(config: Path, data: Path, timeout: float, process_timeout: float) -> Lab:
+    """`Lab.start(config, data)` (headless), with `process_timeout` s for each child to answer."""
+    data.mkdir(parents=True, exist_ok=True)
+    log_path = data / "logs" / "up.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-c", BOOT, str(process_timeout), "up", "--headless",
+            "--data", str(data), "--config", str(config), "--ready-timeout", str(timeout - 40)]
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                preexec_fn=child_setup)  # the lab stops if we die
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+                raise LabError(f"kvm-lab up exited with status {proc.returncode} while "
+                               f"starting: {' / '.join(tail)}")
+            try:
+                info = statefile.read(data)
+            except LabNotRunning:
+                info = None
+            if info is not None and info.pid == proc.pid and info.ready:
+                return Lab(data, info, proc)
+            time.sleep(0.5)
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+        raise LabError(f"the lab did not come up within {timeout:g} s: {' / '.join(tail)}")
+    except BaseException:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        raise
+
+
 # --- small helpers -----------------------------------------------------------------------
 
 def pct(values: list[float], p: float) -> float:
@@ -108,6 +160,41 @@ def summary_ms(values: list[float]) -> Json:
         return {"n": 0}
     return {"n": len(values), "p50_ms": pct(values, 50), "p99_ms": pct(values, 99),
             "max_ms": round(max(values), 1), "mean_ms": round(statistics.fmean(values), 1)}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(lab: Lab, seconds: float = 5.0) -> Json:
+    """Share of one core each process uses while nothing happens (heartbeats, polling)."""
+    pids = {name: c.get("pid") for name, c in lab.status()["children"].items()}
+    pids["lab-up"] = lab.info.pid
+    start = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    wall = time.monotonic() - t0
+    out: Json = {}
+    for name, before in start.items():
+        after = cpu_seconds(pids[name])
+        if before is not None and after is not None:
+            out[name] = round((after - before) / wall, 3)
+    out["total_cores"] = round(sum(v for v in out.values()), 2)
+    return out
+
+
+def link_downs(data: Path) -> int:
+    """Firmware link-down events the controller hosts logged (a sign of starvation)."""
+    total = 0
+    for path in (data / "logs").glob("rx-host-*.log"):
+        with path.open(errors="replace") as f:
+            total += sum(1 for line in f if "firmware link down" in line)
+    return total
 
 
 def proc_mem(pid: int | None) -> Json:
@@ -367,8 +454,7 @@ def run(args: argparse.Namespace, result: Json) -> None:
         config = work / "room.yaml"
         config.write_text(topology(args.tx, args.rx), encoding="utf-8")
         t0 = time.monotonic()
-        lab = Lab.start(config, work / "data", timeout=args.start_timeout,
-                        extra_args=["--ready-timeout", str(args.start_timeout - 20)])
+        lab = start_lab(config, work / "data", args.start_timeout, args.process_timeout)
         result["lab_start_s"] = round(time.monotonic() - t0, 1)
         result["hosts"] = len(lab.info.runtime_urls)
         print(f"bench_lab: lab up in {result['lab_start_s']} s", file=sys.stderr, flush=True)
@@ -376,6 +462,7 @@ def run(args: argparse.Namespace, result: Json) -> None:
         phases: list[tuple[str, Callable[[], Json]]] = [
             ("push", lambda: bench_push(running, running.info.rx[0], args.wait)),
             ("rss", lambda: rss(running)),
+            ("idle_cpu", lambda: idle_cpu(running)),
             ("restart", lambda: bench_restart(running, args.wait)),
         ]
         for name, fn in phases:
@@ -385,6 +472,9 @@ def run(args: argparse.Namespace, result: Json) -> None:
                   file=sys.stderr, flush=True)
         result["rss_after_restart"] = {"server": proc_mem(
             lab.status()["children"]["server"]["pid"])}
+    except BaseException as exc:
+        result["error"] = f"{exc.__class__.__name__}: {exc}"[:2000]
+        raise
     finally:
         # Nothing interrupts the stop (it is bounded itself; PDEATHSIG covers a SIGKILL).
         signal.alarm(0)
@@ -399,9 +489,14 @@ def run(args: argparse.Namespace, result: Json) -> None:
             result["lab_stop_s"] = round(time.monotonic() - t, 1)
             lab.close()
         logs = work / "data" / "logs"
-        if "error" in result and logs.is_dir():
-            result["log_tails"] = {p.name: p.read_text(errors="replace").splitlines()[-5:]
-                                   for p in sorted(logs.glob("*.log"))}
+        if logs.is_dir():
+            result["link_downs_logged"] = link_downs(work / "data")
+            if "error" in result:
+                result["error"] += (f" [{result['link_downs_logged']} firmware link-down events "
+                                    "in the controller hosts' logs]")
+                result["log_tails"] = {
+                    p.name: [line[:200] for line in p.read_text(errors="replace").splitlines()[-3:]]
+                    for p in sorted(logs.glob("*.log"))}
         if args.keep:
             print(f"bench_lab: kept {work}", file=sys.stderr)
         else:
@@ -414,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rx", type=int, default=1000, help="Rx in the room, one seat each (1..4999)")
     p.add_argument("--timeout", type=float, default=1500, help="bound of the whole run, s")
     p.add_argument("--start-timeout", type=float, default=600, help="bound of the lab start, s")
+    p.add_argument("--process-timeout", type=float, default=180,
+                   help="bound of each lab child (server, simulator, controller host) to "
+                        "answer at start, s (the lab's own is 30)")
     p.add_argument("--wait", type=float, default=60, help="bound of each measurement, s")
     p.add_argument("--keep", action="store_true", help="keep the lab's data dir and logs")
     args = p.parse_args(argv)
@@ -422,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.start_timeout < 60 or args.timeout < args.start_timeout:
         p.error("--start-timeout must be >= 60 and --timeout >= --start-timeout")
     result: Json = {"sizes": {"tx": args.tx, "rx": args.rx}, "goals": GOALS,
+                    "lab_process_timeout_s": args.process_timeout,
                     "python": sys.version.split()[0], "cpus": os.cpu_count(),
                     "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
@@ -431,10 +530,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args, result)
     except (Abort, LabError, AssertionError, requests.RequestException, OSError) as exc:
-        result["error"] = f"{exc.__class__.__name__}: {exc}"[:2000]
+        result.setdefault("error", f"{exc.__class__.__name__}: {exc}"[:2000])
         status = 1
     except Exception as exc:  # reported in the JSON with its traceback, never a bare crash
-        result["error"] = f"{exc.__class__.__name__}: {exc}"[:2000]
+        result.setdefault("error", f"{exc.__class__.__name__}: {exc}"[:2000])
         result["traceback"] = traceback.format_exc()[-3000:]
         status = 1
     finally:

@@ -365,9 +365,36 @@ def _extras(benches: Json) -> list[tuple[str, str]]:
                              f"{mem.get('threads')} threads)")
         return "; ".join(parts)
 
-    add("Lab processes, RSS after the push", "lab", lab_rss)
-    add("Lab start (import, processes, all in sync)", "lab",
-        lambda r: f"{fmt(num(r, 'lab_start_s'), 's')}, {int(num(r, 'hosts'))} controller hosts")
+    def lab_cpu(r: Json) -> str:
+        cpu = get(r, "idle_cpu")
+        return ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items()) if k != "total_cores") \
+            + f"; total {num(r, 'idle_cpu.total_cores'):.2f} cores"
+
+    for bench in sorted(b for b in benches if b.startswith("lab")):
+        run = benches[bench]
+        res = run.get("result") or {}
+        size = (f"{res['sizes']['rx']} Rx" if isinstance(res.get("sizes"), dict)
+                and "rx" in res["sizes"] else bench)
+        where = f"Lab ({bench}, {size})"
+        if bench != "lab":  # the goal rows show these for the goal-size lab
+            if run["status"] != "ok":
+                out.append((f"{where}: push and restart",
+                            f"{run['status']}: {str(run.get('error'))[:300]}"))
+                continue
+            add(f"{where}: push `all` → every Rx head shows the source", bench, lambda r: (
+                f"p50 {fmt(num(r, 'push.arrival_ms.p50_ms'), 'ms')}, p99 "
+                f"{fmt(num(r, 'push.arrival_ms.p99_ms'), 'ms')}, last "
+                f"{fmt(num(r, 'push.last_ms'), 'ms')} "
+                f"({int(num(r, 'push.targets') - num(r, 'push.missing'))}/"
+                f"{int(num(r, 'push.targets'))} Rx)"))
+            add(f"{where}: server SIGKILL + restart → in sync", bench, lambda r: (
+                _lab_restart(r).value + "; " + _lab_restart(r).note))
+        add(f"{where}: start (import, processes, all in sync)", bench,
+            lambda r: f"{fmt(num(r, 'lab_start_s'), 's')}, {int(num(r, 'hosts'))} controller "
+                      f"host(s), {int(num(r, 'link_downs_logged'))} firmware link-downs logged")
+        add(f"{where}: RSS after the push", bench, lab_rss)
+        add(f"{where}: CPU while idle (share of one core)", bench, lab_cpu)
+
     add("`kvm-rx --many` host", "rx", lambda r: (
         f"{int(num(r, 'many_process.controllers'))} controllers: "
         f"{fmt(num(r, 'many_process.vmrss_mb'))} MB, "
