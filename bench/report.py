@@ -373,9 +373,9 @@ def _extras(benches: Json) -> list[tuple[str, str]]:
     for bench in sorted(b for b in benches if b.startswith("lab")):
         run = benches[bench]
         res = run.get("result") or {}
-        size = (f"{res['sizes']['rx']} Rx" if isinstance(res.get("sizes"), dict)
-                and "rx" in res["sizes"] else bench)
-        where = f"Lab ({bench}, {size})"
+        sizes = res.get("sizes")
+        where = (f"Lab ({bench}, {sizes['rx']} Rx)" if isinstance(sizes, dict) and "rx" in sizes
+                 else f"Lab ({bench})")
         if bench != "lab":  # the goal rows show these for the goal-size lab
             if run["status"] != "ok":
                 out.append((f"{where}: push and restart",

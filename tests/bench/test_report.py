@@ -250,3 +250,32 @@ def test_render_keeps_the_hand_written_notes_of_the_existing_report(
     text = out.read_text()
     assert "The server is CPU-bound." in text and "old\n" not in text
     assert table(text)["Server connect decision over HTTP"][3] == report.NOT_MET
+
+
+def extras(doc: Json) -> dict[str, str]:
+    section = report.render(doc).split("## Other figures (no goal)", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("| ") and not line.startswith("| figure"):
+            label, _, value = line.strip("|").partition(" | ")
+            rows[label.strip()] = value.strip()
+    return rows
+
+
+def test_a_reference_lab_of_another_size_is_listed_without_a_verdict() -> None:
+    doc = sample_results()
+    small = copy.deepcopy(doc["benchmarks"]["lab"])
+    small["result"]["sizes"] = {"tx": 250, "rx": 250}
+    small["result"]["push"]["arrival_ms"]["p99_ms"] = 180.0
+    doc["benchmarks"]["lab-250"] = small
+    got = extras(doc)
+    push = got["Lab (lab-250, 250 Rx): push `all` → every Rx head shows the source"]
+    assert "p99 180 ms" in push and "999/999 Rx" in push
+    assert "1.5 s after the server answers" in got[
+        "Lab (lab-250, 250 Rx): server SIGKILL + restart → in sync"]
+    assert len(table(report.render(doc))) == len(report.FIGURES)  # no goal row added
+
+    small.update(status="failed", result={"error": "LabError: did not come up"}, exit=1,
+                 error="LabError: did not come up")
+    got = extras(doc)
+    assert got["Lab (lab-250): push and restart"] == "failed: LabError: did not come up"
