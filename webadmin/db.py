@@ -49,6 +49,9 @@ def normalise_url(url: str) -> str:
     return url
 
 
+IMMEDIATE = "kvm_sqlite_immediate"  # execution option: start the transaction as a writer
+
+
 def make_engine(url: str, sqlite_synchronous: str = SQLITE_SYNCHRONOUS) -> Engine:
     """An engine for `url`; SQLite connections get WAL, FULL sync, foreign keys, real BEGIN."""
     if sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
@@ -77,7 +80,11 @@ def make_engine(url: str, sqlite_synchronous: str = SQLITE_SYNCHRONOUS) -> Engin
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # A write transaction takes the write lock at its start (waiting up to busy_timeout):
+        # a deferred one that read first would fail at once with "database is locked"
+        # when another connection committed in between (WAL busy snapshot).
+        immediate = conn.get_execution_options().get(IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -153,15 +160,25 @@ def pending(session: Session) -> dict[str, Any]:
     return session.info.setdefault(PENDING, {})  # type: ignore[no-any-return]
 
 
+_BUMPS: dict[tuple[str, ...], Any] = {}
+
+
+def _bump_statement(names: tuple[str, ...]) -> Any:
+    # Built once per set of counters: constructing a statement costs more than running it.
+    stmt = _BUMPS.get(names)
+    if stmt is None:
+        state = m.ServerState.__table__.c
+        stmt = _BUMPS[names] = (
+            update(m.Base.metadata.tables["server_state"])
+            .where(state.pk == 1)
+            .values({k: state[k] + 1 for k in names})
+            .returning(state.config_version, state.device_version, state.routing_version)
+        )
+    return stmt
+
+
 def _bump(session: Session, names: Any) -> tuple[int, int, int]:
-    row = session.execute(
-        update(m.ServerState)
-        .where(m.ServerState.pk == 1)
-        .values({k: getattr(m.ServerState, k) + 1 for k in sorted(names)})
-        .returning(m.ServerState.config_version, m.ServerState.device_version,
-                   m.ServerState.routing_version)
-        .execution_options(synchronize_session=False)
-    ).one()
+    row = session.connection().execute(_bump_statement(tuple(sorted(names)))).one()
     versions = (int(row[0]), int(row[1]), int(row[2]))
     pending(session)["versions"] = versions
     return versions
@@ -217,8 +234,12 @@ class Database:
 
     @contextmanager
     def begin(self) -> Iterator[Session]:
-        """A session in a transaction: committed on success, rolled back on error."""
+        """A write transaction: committed on success, rolled back on error.
+
+        On SQLite it starts with BEGIN IMMEDIATE, so concurrent writers queue
+        instead of failing."""
         with self.session() as s, s.begin():
+            s.connection(execution_options={IMMEDIATE: True})
             yield s
 
     def upgrade(self) -> None:
