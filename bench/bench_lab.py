@@ -50,6 +50,7 @@ import requests  # noqa: E402
 from firmware_sim.lab import Lab, LabError, statefile  # noqa: E402
 from firmware_sim.lab.statefile import LabNotRunning  # noqa: E402
 from firmware_sim.lab.supervisor import child_setup  # noqa: E402
+from kvm_protocol.results import ResultCode  # noqa: E402
 from tests.lab.driver import Seat  # noqa: E402
 
 Json = dict[str, Any]
@@ -273,10 +274,26 @@ def osd_sweep(lab: Lab) -> dict[str, Json | None]:
 
 # --- phase 1: push all -------------------------------------------------------------------
 
+def connect_first(seat: Seat, tx: str, deadline: float) -> int:
+    """Log in and connect the seat to `tx`; again while the server still has the Tx offline
+    (a precondition of the measurement, not part of it). Returns the attempts made."""
+    offline = ResultCode.OFFLINE.text("zh_CN")
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            seat.connected_to(tx, password=PASSWORD, user=USER)
+            return attempts
+        except AssertionError as exc:
+            if offline not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(2)
+
+
 def bench_push(lab: Lab, seat_rx: str, wait_s: float) -> Json:
     seat = Seat(lab, seat_rx)
     t0 = time.monotonic()
-    seat.connected_to("0001", password=PASSWORD, user=USER)
+    attempts = connect_first(seat, "0001", t0 + wait_s)
     login_connect_s = time.monotonic() - t0
     seat.open_menu()
     seat.keys("F2")
@@ -314,6 +331,7 @@ def bench_push(lab: Lab, seat_rx: str, wait_s: float) -> Json:
         "poll_ms": summary_ms(polls),
         "feedback": osd.get("feedback"),
         "login_and_connect_s": round(login_connect_s, 2),
+        "connect_attempts": attempts,
     }
     result["met"] = bool(times) and not missing and result["arrival_ms"]["p99_ms"] < GOALS[
         "push_p99_ms"]
