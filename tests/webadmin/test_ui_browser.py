@@ -20,7 +20,7 @@ from playwright.sync_api import expect, sync_playwright
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from tests.webadmin.conftest import ADMIN_PASSWORD, device_auth, secret_of, seed_room
-from webadmin.app import create_app
+from tests.webadmin.test_ui_support import make_app
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +45,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def served(server_config: dict[str, Any]) -> Iterator[tuple[Flask, str]]:
     """The app on a real socket (127.0.0.1, a free port), devices never time out."""
-    app = create_app({**server_config, "device_timeout_s": 3600})
+    app = make_app({**server_config, "device_timeout_s": 3600})
     seed_room(app)
     server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="ui-server", daemon=True)

@@ -4,6 +4,7 @@ language) and changes nothing; every form refuses a post without its CSRF token.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from tests.webadmin.test_ui_support import (
     UI,
     error_next_to,
     field_errors,
+    make_app,
     state,
     text_of,
 )
@@ -28,6 +30,13 @@ def announce(ui: UI, serial: str = PENDING, kind: str = "rx", heads: int = 1) ->
         "serial": serial, "kind": kind, "heads": heads, "firmware": "RX-FW 9",
         "secret": secret_of(serial)})
     assert resp.status_code == 202, resp.get_json()
+
+
+@pytest.fixture
+def app(server_config: dict[str, Any]) -> Iterator[Flask]:
+    application = make_app(server_config)
+    yield application
+    application.extensions["kvm"].db.dispose()
 
 
 @pytest.fixture

@@ -118,3 +118,13 @@ def audit_actions(app: Flask) -> list[tuple[str, str, str]]:
     with db_of(app).session() as s:
         return [(e.actor, e.action, e.result) for e in
                 s.scalars(select(m.AuditEntry).order_by(m.AuditEntry.pk))]
+
+
+def make_app(server_config: dict[str, Any]) -> Flask:
+    """The server app for UI tests: commits need not survive a power cut here, so SQLite
+    runs with synchronous=NORMAL (far fewer fsyncs on a busy test machine)."""
+    from webadmin.app import create_app
+
+    app = create_app({**server_config, "sqlite_synchronous": "normal"})
+    app.config["TESTING"] = True
+    return app
