@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from webadmin import engine
 from webadmin import models as m
 from webadmin.api_common import (
     ApiError,
     Body,
+    Services,
     db_session,
     json_body,
     no_unknown_args,
@@ -30,7 +32,7 @@ from webadmin.auth import (
     parse_device_header,
     secret_matches,
 )
-from webadmin.routing import WatchHub, audit, report_state
+from webadmin.routing import Waiter, WatchHub, audit, report_state
 from webadmin.snapshot import Built
 
 bp = Blueprint("api_device", __name__, url_prefix="/api/v1/device")
@@ -39,6 +41,8 @@ SERIAL_RE = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
 SOURCE_RE = re.compile(r"^\d{4}:[1-4]$")
 MAX_PENDING = 1000
 DEFAULT_WATCH_S = 25
+WATCH_PATH = "/api/v1/device/watch"
+log = logging.getLogger("webadmin.api")
 
 
 # --- parsers -----------------------------------------------------------------------------
@@ -235,9 +239,11 @@ def _watching_device(built: Built) -> tuple[str, int]:
 def watch() -> Response:
     """Long poll: returns when the device's generation exceeds ?generation=, or at ?timeout=.
 
-    A watch woken by a commit of this process answers from the in-memory snapshot with the
-    generation the commit handed over (no query); otherwise (timeout, a change made by
-    another process or by an admin) it reads the generation and the snapshot again.
+    Answers at once when the device is behind (or ``timeout=0``). Otherwise the request
+    leaves Flask (its context and DB session are released) and waits in ``WatchWait``:
+    a watch woken by a commit of this process answers from the in-memory snapshot with the
+    generation the commit handed over (no query); on a timeout, or a wake-up that carried
+    no generation (an admin change, another process), it reads the database again.
     """
     no_unknown_args("generation", "timeout")
     svc = services()
@@ -248,28 +254,108 @@ def watch() -> Response:
     )
     s = db_session()
     dev_id, dev_pk = _watching_device(svc.cache.build(s, live=False))
-    deadline = time.monotonic() + timeout
-    while True:
-        # Register first, then read in a new transaction: a change committed after the
-        # read still wakes us.
-        waiter = svc.hub.register(dev_id)
-        s.rollback()
-        gen = _generation(s, dev_pk)
-        remaining = deadline - time.monotonic()
-        if gen > since or remaining <= 0:
-            return _json(answer(svc.hub, svc.cache.build(s, live=False), dev_id, gen))
-        s.close()  # hold no connection while waiting
-        if waiter.wait(remaining) and waiter.generation is not None \
-                and waiter.generation > since:
-            latest = svc.cache.latest()
-            if latest is not None:
-                return _json(answer(svc.hub, latest, dev_id, waiter.generation))
-        if svc.hub.closed:
-            deadline = 0.0  # stopping: answer now, the device reconnects to the next server
+    wait = WatchWait(svc, dev_id, dev_pk, since, time.monotonic() + timeout)
+    # Register first, then read in a new transaction: a change committed after the read
+    # still wakes us.
+    waiter = svc.hub.register(dev_id)
+    s.rollback()
+    gen = _generation(s, dev_pk)
+    if gen > since or timeout == 0:
+        return _json(answer(svc.hub, svc.cache.build(s, live=False), dev_id, gen))
+    wait.waiter = waiter
+    request.environ[WatchWait.ENVIRON_KEY] = wait
+    return Response(b"", 200)  # replaced by WatchMiddleware with the answer after the wait
+
+
+class WatchWait:
+    """A watch that waits outside the Flask request (see ``WatchMiddleware``)."""
+
+    ENVIRON_KEY = "kvm.watch_wait"
+
+    def __init__(self, svc: Services, dev_id: str, dev_pk: int, since: int,
+                 deadline: float) -> None:
+        self.svc, self.dev_id, self.dev_pk = svc, dev_id, dev_pk
+        self.since, self.deadline = since, deadline
+        self.waiter: Waiter | None = None
+
+    def finish(self) -> tuple[str, bytes]:
+        """Wait, then the HTTP status and JSON body of the answer."""
+        svc = self.svc
+        waiter = self.waiter
+        while True:
+            if waiter is not None:
+                woke = waiter.wait(max(0.0, self.deadline - time.monotonic()))
+                if woke and waiter.generation is not None and waiter.generation > self.since:
+                    latest = svc.cache.latest()
+                    if latest is not None:
+                        return "200 OK", answer(svc.hub, latest, self.dev_id, waiter.generation)
+                if svc.hub.closed:
+                    self.deadline = 0.0  # stopping: answer now, the device goes elsewhere
+            with svc.db.session() as s:
+                waiter = svc.hub.register(self.dev_id)
+                gen = s.connection().scalar(_GENERATION, {"pk": self.dev_pk})
+                if gen is None:
+                    return "401 UNAUTHORIZED", encode(
+                        {"error": {"code": "UNAUTHORIZED", "message": "this device was removed"}})
+                if gen > self.since or time.monotonic() >= self.deadline:
+                    built = svc.cache.build(s, live=False)
+                    return "200 OK", answer(svc.hub, built, self.dev_id, int(gen))
+
+
+class WatchMiddleware:
+    """WSGI wrapper that lets a device watch wait after Flask is done with the request.
+
+    A waiting watch then holds a greenlet and its socket, no request context, session or
+    connection; when it is released, only the answer is written (the answer was encoded once
+    for every watch of the device). Any other request passes straight through.
+    """
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") != WATCH_PATH:
+            return self.wsgi_app(environ, start_response)
+        started: list[Any] = []
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started[:] = [status, headers, exc_info]
+            return _no_write
+
+        body = self.wsgi_app(environ, start)
+        wait = environ.pop(WatchWait.ENVIRON_KEY, None)
+        if wait is None or not started or not started[0].startswith("200"):
+            start_response(*started)
+            return body
+        if hasattr(body, "close"):
+            body.close()
+        try:
+            status, payload = wait.finish()
+        except Exception as exc:  # the answer must be JSON whatever happens
+            log.error("watch failed: %s", exc.__class__.__name__, exc_info=exc)
+            status, payload = "503 SERVICE UNAVAILABLE", encode(
+                {"error": {"code": "INTERNAL", "message": "database unavailable, try again"}})
+        start_response(status, [("Content-Type", "application/json"),
+                                ("Content-Length", str(len(payload)))])
+        return [payload]
+
+
+def _no_write(_data: bytes) -> None:  # pragma: no cover - Flask never calls write()
+    raise RuntimeError("write() is not supported on device watches")
+
+
+@bp.record_once
+def _install_watch_middleware(state: Any) -> None:
+    """Registering this blueprint wraps the app's WSGI callable with ``WatchMiddleware``."""
+    state.app.wsgi_app = WatchMiddleware(state.app.wsgi_app)
+
+
+_GENERATION = select(m.Device.__table__.c.generation).where(
+    m.Device.__table__.c.pk == bindparam("pk"))
 
 
 def _generation(s: Any, dev_pk: int) -> int:
-    gen = s.connection().scalar(select(m.Device.generation).where(m.Device.pk == dev_pk))
+    gen = s.connection().scalar(_GENERATION, {"pk": dev_pk})
     if gen is None:
         raise ApiError(401, "UNAUTHORIZED", "this device was removed")
     return int(gen)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,18 @@ from webadmin import models as m
 from webadmin.snapshot import Built, SnapshotCache, screens_of
 
 R = ResultCode
+
+# The statements of every switch, built once (building one costs more than running it).
+_AUDIT = insert(m.Base.metadata.tables["audit_log"])
+_DEVICES = m.Device.__table__.c
+_TOUCH = (
+    update(m.Base.metadata.tables["devices"])
+    .where(_DEVICES.id.in_(bindparam("ids", expanding=True)))
+    .values(generation=_DEVICES.generation + 1)
+    .returning(_DEVICES.id, _DEVICES.generation)
+)
+_UPSERTS: dict[str, Any] = {}
+
 LOGIN_WINDOW = dt.timedelta(minutes=1)
 LOGIN_FAILURES = 5  # per user per seat per LOGIN_WINDOW
 
@@ -153,13 +165,11 @@ def audit(
     at: dt.datetime | None = None,
 ) -> None:
     """Append one audit entry (never updated, never deleted)."""
-    s.execute(
-        insert(m.AuditEntry).values(
-            at=at or m.utcnow(), actor=actor[:64], seat=seat[:64], device=device[:64],
-            action=action[:32], target=target[:4096], detail=dict(detail or {}),
-            result=result[:32],
-        )
-    )
+    s.connection().execute(_AUDIT, {
+        "at": at or m.utcnow(), "actor": actor[:64], "seat": seat[:64], "device": device[:64],
+        "action": action[:32], "target": target[:4096], "detail": dict(detail or {}),
+        "result": result[:32],
+    })
 
 
 # --- generations -------------------------------------------------------------------------
@@ -173,13 +183,8 @@ def touch_devices(s: Session, device_ids: Iterable[str]) -> set[str]:
     """
     ids = sorted(set(device_ids))
     if ids:
-        rows = s.execute(
-            update(m.Device)
-            .where(m.Device.id.in_(ids))
-            .values(generation=m.Device.generation + 1)
-            .returning(m.Device.id, m.Device.generation)
-            .execution_options(synchronize_session=False)
-        ).all()
+        s.flush()  # devices added or renamed in this transaction are matched too
+        rows = s.connection().execute(_TOUCH, {"ids": ids}).all()
         gens = db.pending(s).setdefault("generations", {})
         for did, gen in rows:
             gens[str(did)] = int(gen)
@@ -197,18 +202,22 @@ def touch_all(s: Session) -> set[str]:
 
 def _upsert_routes(s: Session, rows: list[dict[str, Any]]) -> None:
     """Insert or update (rx_pk, head) rows in one statement (executemany)."""
-    dialect = s.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(m.Route)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(m.Route)
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        raise RuntimeError(f"unsupported database {dialect}")
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["rx_pk", "head"],
-        set_={c: stmt.excluded[c] for c in ("tx_pk", "tx_head", "set_by", "set_at", "pushed")},
-    )
-    s.execute(stmt, rows)
+    conn = s.connection()
+    dialect = conn.dialect.name
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:
+        if dialect == "postgresql":
+            stmt = postgresql.insert(m.Base.metadata.tables["routes"])
+        elif dialect == "sqlite":
+            stmt = sqlite.insert(m.Base.metadata.tables["routes"])
+        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+            raise RuntimeError(f"unsupported database {dialect}")
+        stmt = _UPSERTS[dialect] = stmt.on_conflict_do_update(
+            index_elements=["rx_pk", "head"],
+            set_={c: stmt.excluded[c]
+                  for c in ("tx_pk", "tx_head", "set_by", "set_at", "pushed")},
+        )
+    conn.execute(stmt, rows)
 
 
 def store_changes(

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from webadmin import engine
@@ -279,6 +279,19 @@ def _load_routing(
     return routing, sessions
 
 
+# The statements of every request, built once (building one costs more than running it).
+_STATE = m.ServerState.__table__.c
+_VERSIONS = select(_STATE.config_version, _STATE.device_version, _STATE.routing_version).where(
+    _STATE.pk == 1)
+_VERSIONS_LOCKED = _VERSIONS.with_for_update()
+_DEV = m.Device.__table__.c
+_STALE = select(_DEV.id).where(
+    _DEV.adoption == "adopted",
+    _DEV.id.is_not(None),
+    or_(_DEV.last_seen.is_(None), _DEV.last_seen < bindparam("cutoff", type_=m.UTCDateTime)),
+)
+
+
 def _at_least(new: tuple[int, ...], old: tuple[int, ...]) -> bool:
     """Versions only grow: `new` is not older than `old` in any component."""
     return all(a >= b for a, b in zip(new, old, strict=True))
@@ -311,26 +324,14 @@ class SnapshotCache:
         """The version counters. ``lock`` (for decisions that will write): on PostgreSQL the
         row is locked FOR UPDATE, which serialises writers like SQLite's single writer does
         (SQLite ignores it)."""
-        stmt = select(
-            m.ServerState.config_version, m.ServerState.device_version,
-            m.ServerState.routing_version,
-        ).where(m.ServerState.pk == 1)
-        if lock:
-            stmt = stmt.with_for_update()
-        row = s.connection().execute(stmt).one()
+        row = s.connection().execute(_VERSIONS_LOCKED if lock else _VERSIONS).one()
         return int(row[0]), int(row[1]), int(row[2])
 
     def stale(self, s: Session, now: dt.datetime) -> frozenset[str]:
         """Adopted devices not heard from within the timeout (never heard from included)."""
         cutoff = now - self.device_timeout
         return frozenset(
-            str(did) for did in s.connection().scalars(
-                select(m.Device.id).where(
-                    m.Device.adoption == "adopted",
-                    m.Device.id.is_not(None),
-                    or_(m.Device.last_seen.is_(None), m.Device.last_seen < cutoff),
-                )
-            )
+            str(did) for did in s.connection().scalars(_STALE, {"cutoff": cutoff})
         )
 
     # --- building -----------------------------------------------------------------------

@@ -243,3 +243,123 @@ def test_generation_survives_restart(server_config: dict[str, Any], room: Room,
         assert get_watch(again, room, "5001", "timeout=0")["generation"] > gen
     finally:
         restarted.extensions["kvm"].db.dispose()
+
+
+# --- watch answers: built once, never stale, released outside the request ----------------
+
+
+def watch_in_thread(app: Flask, room: Room, device: str, query: str) -> tuple[
+        threading.Thread, dict[str, Any]]:
+    got: dict[str, Any] = {}
+
+    def run() -> None:
+        resp = app.test_client().get(f"/api/v1/device/watch?{query}",
+                                     headers=room.headers(device))
+        got["status"], got["body"] = resp.status_code, resp.get_json()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, got
+
+
+def wait_registered(app: Flask, device: str) -> None:
+    """Bounded polling until a watch of `device` waits in the hub."""
+    hub = app.extensions["kvm"].hub
+    deadline = time.monotonic() + 10
+    while device not in hub._waiters and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert device in hub._waiters
+
+
+def test_watch_answer_is_built_once_per_generation(app: Flask, client: FlaskClient,
+                                                   room: Room) -> None:
+    hub = app.extensions["kvm"].hub
+    first = client.get("/api/v1/device/watch?timeout=0", headers=room.headers("5002"))
+    built = hub.answers_built
+    again = client.get("/api/v1/device/watch?timeout=0", headers=room.headers("5002"))
+    assert again.data == first.data
+    assert hub.answers_built == built           # same generation, same state: reused
+    room.login(client, "5001", "hxfj")
+    room.act(client, "5001", "connect", "1")
+    room.act(client, "5001", "push", "5002")
+    changed = client.get("/api/v1/device/watch?timeout=0", headers=room.headers("5002"))
+    assert hub.answers_built == built + 1       # new generation: a new answer
+    body = changed.get_json()
+    assert body["generation"] > first.get_json()["generation"]
+    assert body["routing"][0]["source"] == "0001:1"
+
+
+def test_two_watches_of_one_device_get_the_same_new_answer(app: Flask, client: FlaskClient,
+                                                           room: Room) -> None:
+    gen = get_watch(client, room, "5002", "timeout=0")["generation"]
+    room.login(client, "5001", "hxfj")
+    room.act(client, "5001", "connect", "2")
+    watches = [watch_in_thread(app, room, "5003", "timeout=30&generation="
+                               + str(get_watch(client, room, "5003", "timeout=0")["generation"]))
+               for _ in range(2)]
+    wait_registered(app, "5003")
+    room.act(client, "5001", "push", "ops")     # seat-B: 5002 and 5003
+    for thread, _ in watches:
+        thread.join(timeout=20)
+        assert not thread.is_alive()
+    a, b = (got["body"] for _, got in watches)
+    assert a == b and a["routing"][0]["source"] == "0002:1"
+    assert get_watch(client, room, "5002", "timeout=0")["generation"] > gen
+
+
+def test_watch_woken_without_a_generation_reads_the_database(app: Flask, client: FlaskClient,
+                                                             room: Room) -> None:
+    """An admin change (or another process) wakes watches without handing a generation:
+    the watch reads the stored state, not the cache."""
+    gen = get_watch(client, room, "5001", "timeout=0")["generation"]
+    thread, got = watch_in_thread(app, room, "5001", f"generation={gen}&timeout=30")
+    wait_registered(app, "5001")
+    with db_of(app).begin() as s:
+        dev = s.get(m.Device, room.devices["5001"])
+        assert dev is not None
+        dev.name = "Renamed desk"
+        dev.generation = dev.generation + 1
+    app.extensions["kvm"].hub.notify({"5001"})
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert got["status"] == 200
+    assert got["body"]["generation"] == gen + 1 and got["body"]["name"] == "Renamed desk"
+
+
+def test_watch_of_a_device_removed_while_waiting_is_refused(app: Flask, client: FlaskClient,
+                                                            room: Room) -> None:
+    gen = get_watch(client, room, "5005", "timeout=0")["generation"]
+    thread, got = watch_in_thread(app, room, "5005", f"generation={gen}&timeout=30")
+    wait_registered(app, "5005")
+    with db_of(app).begin() as s:
+        dev = s.get(m.Device, room.devices["5005"])
+        assert dev is not None
+        s.delete(dev)
+    app.extensions["kvm"].hub.notify({"5005"})
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert got["status"] == 401
+    assert got["body"]["error"]["code"] == "UNAUTHORIZED"
+
+
+def test_waiting_watches_hold_no_database_connection(app: Flask, client: FlaskClient,
+                                                     room: Room) -> None:
+    gens = {rx: get_watch(client, room, rx, "timeout=0")["generation"]
+            for rx in ("5011", "5012", "5013", "5014")}
+    pool = db_of(app).engine.pool  # type: ignore[union-attr]
+    watches = [watch_in_thread(app, room, rx, f"generation={g}&timeout=30")
+               for rx, g in gens.items()]
+    for rx in gens:
+        wait_registered(app, rx)
+    deadline = time.monotonic() + 10  # the views finish (release their sessions), then wait
+    while pool.checkedout() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool.checkedout() == 0
+    assert all(thread.is_alive() for thread, _ in watches)
+    room.login(client, "5001", "hxfj")
+    room.act(client, "5001", "connect", "1")
+    room.act(client, "5001", "push", "wall")
+    for thread, got in watches:
+        thread.join(timeout=20)
+        assert not thread.is_alive()
+        assert got["body"]["routing"][0]["source"] == "0001:1"
