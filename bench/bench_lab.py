@@ -1,11 +1,13 @@
 """Lab-scale benchmark: a whole control room of real processes on 127.0.0.1; prints JSON.
 
-    .venv/bin/python bench/bench_lab.py [--tx 1000] [--rx 1000] [--timeout 1500] [--keep]
+    .venv/bin/python bench/bench_lab.py [--tx 1000] [--rx 1000] [--timeout 1500]
+        [--start-timeout 600] [--process-timeout 180] [--wait 60] [--keep]
 
 1. Writes a topology (docs/CONFIG_FORMAT.md) with N Tx, M Rx (each Rx a seat of its own)
    and an operator whose view scope is every Tx and whose push scope is every Rx, and
-   starts the lab headless with it (``Lab.start``: server, simulator, the controllers in
-   ``kvm-rx --many`` processes of <= 250 each).
+   starts the lab headless with it (as ``Lab.start`` does: server, simulator, the
+   controllers in ``kvm-rx --many`` processes of <= 250 each; only the lab's bound for each
+   child to answer is raised, see `start_lab`).
 2. ``push``: the operator logs in at the first Rx and connects to Tx 0001 (keys through
    the lab's simulator), then F2 ``all`` Enter. From the Enter (the key POST to the
    simulator) until every other Rx's head 1 shows ``0001:1``, polling the simulator's
@@ -126,7 +128,8 @@ def start_lab(config: Path, data: Path, timeout: float, process_timeout: float) 
     try:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+                tail = [line for line in log_path.read_text(errors="replace").splitlines()
+                        if line.strip() and "password" not in line.lower()][-3:]
                 raise LabError(f"kvm-lab up exited with status {proc.returncode} while "
                                f"starting: {' / '.join(tail)}")
             try:
@@ -513,7 +516,9 @@ def run(args: argparse.Namespace, result: Json) -> None:
                 result["error"] += (f" [{result['link_downs_logged']} firmware link-down events "
                                     "in the controller hosts' logs]")
                 result["log_tails"] = {
-                    p.name: [line[:200] for line in p.read_text(errors="replace").splitlines()[-3:]]
+                    # (never the lab's one-time admin password: a throw-away lab, still)
+                    p.name: [line[:200] for line in p.read_text(errors="replace").splitlines()
+                             if "password" not in line.lower()][-3:]
                     for p in sorted(logs.glob("*.log"))}
         if args.keep:
             print(f"bench_lab: kept {work}", file=sys.stderr)
