@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -67,12 +68,26 @@ def _ram_gib() -> float | None:
     return None
 
 
+def _code() -> Json:
+    """The commit measured and how many tracked files differed from it (None: no git)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                              capture_output=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, text=True, capture_output=True, timeout=10,
+                               check=True).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "changed_files": None}
+    return {"commit": head, "changed_files": len(dirty)}
+
+
 def machine() -> Json:
-    """What the report says about the machine, now."""
+    """What the report says about the machine (and the code measured), now."""
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cpu": _cpu_model(),
             "cores": os.cpu_count(), "ram_gib": _ram_gib(),
             "python": platform.python_version(), "kernel": platform.release(),
-            "loadavg": [round(x, 2) for x in os.getloadavg()]}
+            "loadavg": [round(x, 2) for x in os.getloadavg()], **_code()}
 
 
 # --- collect -----------------------------------------------------------------------------
@@ -473,6 +488,9 @@ def render(doc: Json, notes: str = "", results_path: str = "bench/results/latest
         f"kernel {mach.get('kernel', '?')}",
         f"- Load average (1 / 5 / 15 min): {_load_text(mach)}",
         f"- Run: {mach.get('date', '?')} → {mach.get('date_end') or '?'}",
+        *([f"- Code: commit {mach['commit']}"
+           + (f" with {mach['changed_files']} tracked file(s) changed in the working tree"
+              if mach.get("changed_files") else "")] if mach.get("commit") else []),
         "- **Shared machine**: other jobs (test suites of other work in progress) ran on the "
         "same cores during the run. With a load average above the core count, wall-clock "
         "p99s mostly measure waiting for a CPU; the numbers are reported as measured, not "

@@ -279,3 +279,11 @@ def test_a_reference_lab_of_another_size_is_listed_without_a_verdict() -> None:
                  error="LabError: did not come up")
     got = extras(doc)
     assert got["Lab (lab-250): push and restart"] == "failed: LabError: did not come up"
+
+
+def test_the_report_names_the_commit_measured() -> None:
+    doc = sample_results()
+    doc["machine"].update(commit="abc1234", changed_files=2)
+    assert "- Code: commit abc1234 with 2 tracked file(s) changed" in report.render(doc)
+    here = report.machine()
+    assert here["commit"] and isinstance(here["changed_files"], int)
