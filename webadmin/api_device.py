@@ -330,7 +330,8 @@ class WatchMiddleware:
         if hasattr(body, "close"):
             body.close()
         try:
-            status, payload = wait.finish()
+            with wait.svc.hub.active():
+                status, payload = wait.finish()
         except Exception as exc:  # the answer must be JSON whatever happens
             log.error("watch failed: %s", exc.__class__.__name__, exc_info=exc)
             status, payload = "503 SERVICE UNAVAILABLE", encode(

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,9 @@ class WatchHub:
         self._answers: dict[str, tuple[Hashable, bytes]] = {}
         self.answers_built = 0  # for tests and benchmarks
         self.closed = False  # set by notify_all: the server stops, watches answer at once
+        self._active = 0     # watches between their wait and their answer (see ``active``)
+        self._idle = threading.Event()
+        self._idle.set()
 
     def register(self, device_id: str) -> Waiter:
         """The waiter for `device_id`; register *before* reading the generation."""
@@ -100,14 +104,30 @@ class WatchHub:
                 waiter.generation = gens.get(d)
                 waiter.event.set()
 
-    def notify_all(self) -> None:
-        """Release every watch now (the server is stopping): they answer at once."""
+    def notify_all(self, wait_s: float = 5.0) -> None:
+        """Release every watch now (the server is stopping) and wait up to `wait_s` until
+        they have answered (an answer may need a query, which yields under gevent)."""
         with self._lock:
             self.closed = True
             waiters = list(self._waiters.values())
             self._waiters.clear()
         for waiter in waiters:
             waiter.event.set()
+        self._idle.wait(wait_s)
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Wrap a watch's wait-and-answer, so that ``notify_all`` can wait for it."""
+        with self._lock:
+            self._active += 1
+            self._idle.clear()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    self._idle.set()
 
     def answer(self, device_id: str, key: Hashable, build: Callable[[], bytes]) -> bytes:
         """The encoded answer for `device_id` under `key` (built once, then reused)."""
