@@ -645,6 +645,28 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+def goals(out: dict[str, Any]) -> dict[str, Any]:
+    """The issue's goals, each with the measured value and whether it is met."""
+    result: dict[str, Any] = {}
+    if "connect" in out:
+        p99 = out["connect"]["p99_ms"]
+        result["connect_p99_under_10_ms"] = {"p99_ms": p99, "met": p99 < 10}
+    if "push_all" in out:
+        push = out["push_all"]
+        p99 = push["release_after_answer_p99_ms"]
+        result["push_all_release_p99_under_100_ms"] = {
+            "p99_ms": p99, "met": p99 < 100 and push["errors"] == 0
+            and push["released"] == push["watches"]}
+    if "soak" in out:
+        soak = out["soak"]
+        result["soak_no_errors"] = {
+            "errors": soak["errors"], "switches": soak["switches"],
+            "rss_mib_peak": soak["server_rss_mib_peak"],
+            "met": soak["errors"] == 0 and soak["switches"] > 0
+            and soak["operators_logged_in"] == soak["operators"]}
+    return result
+
+
 def timed(out: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -> None:
     print(f"[bench] {name} ...", file=sys.stderr, flush=True)
     t0 = time.monotonic()
@@ -703,6 +725,7 @@ def main() -> int:
         finally:
             srv.stop()
     out["machine"]["loadavg_after"] = list(os.getloadavg())
+    out["goals"] = goals(out)
     print(json.dumps(out, indent=2))
     return 0
 
