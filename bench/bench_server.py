@@ -577,8 +577,8 @@ def bench_soak(srv: Server, n_tx: int, n_rx: int, seconds: float, operators: int
         if cpu0 is None and time.monotonic() >= ops_at:
             cpu0 = srv.cpu_s()
     cpu = srv.cpu_s() - (cpu0 or srv.cpu_s())
-    ops = parent.recv() if parent.poll(120) else {"errors": ["operators did not report"],
-                                                  "switches": 0, "lat": []}
+    ops: dict[str, Any] = parent.recv() if parent.poll(120) else {
+        "errors": ["operators did not report"], "switches": 0, "lat": []}
     watch = [p.recv() if p.poll(120) else {"returns": 0, "errors": ["no report"]}
              for p in pipes]
     for p in [*children, op_proc]:
