@@ -579,8 +579,8 @@ def bench_soak(srv: Server, n_tx: int, n_rx: int, seconds: float, operators: int
     cpu = srv.cpu_s() - (cpu0 or srv.cpu_s())
     ops: dict[str, Any] = parent.recv() if parent.poll(120) else {
         "errors": ["operators did not report"], "switches": 0, "lat": []}
-    watch = [p.recv() if p.poll(120) else {"returns": 0, "errors": ["no report"]}
-             for p in pipes]
+    watch: list[dict[str, Any]] = [
+        p.recv() if p.poll(120) else {"returns": 0, "errors": ["no report"]} for p in pipes]
     for p in [*children, op_proc]:
         p.join(timeout=10)
     errors = ops["errors"] + [e for w in watch for e in w["errors"]]
