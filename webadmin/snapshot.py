@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from webadmin import engine
 from webadmin import models as m
+from webadmin.db import IMMEDIATE
 
 Versions = tuple[int, int, int]   # (config_version, device_version, routing_version)
 
@@ -322,8 +323,12 @@ class SnapshotCache:
 
     def versions(self, s: Session, *, lock: bool = False) -> Versions:
         """The version counters. ``lock`` (for decisions that will write): on PostgreSQL the
-        row is locked FOR UPDATE, which serialises writers like SQLite's single writer does
-        (SQLite ignores it)."""
+        row is locked FOR UPDATE, which serialises writers like SQLite's single writer does;
+        on SQLite a transaction that starts here starts as a writer (BEGIN IMMEDIATE)."""
+        if lock and not s.in_transaction():
+            # SQLite: BEGIN IMMEDIATE, so that a decision queues behind another process's
+            # commit instead of failing when it writes after reading (WAL busy snapshot).
+            s.connection(execution_options={IMMEDIATE: True})
         row = s.connection().execute(_VERSIONS_LOCKED if lock else _VERSIONS).one()
         return int(row[0]), int(row[1]), int(row[2])
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -12,8 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from tests.webadmin.conftest import Room, db_of
-from webadmin import engine
+from webadmin import engine, routing
 from webadmin import models as m
+from webadmin.app import create_app
 from webadmin.db import Database, DataDirError, check_ready, init_data_dir, sqlite_url
 from webadmin.snapshot import Built, SnapshotCache
 
@@ -246,3 +249,36 @@ def test_settings_and_credentials_are_cached_with_the_config(app: Flask, room: R
     assert second.versions[0] > first.versions[0]
     assert second.config.settings["chord_window_ms"] == 900
     assert second.config.credentials["SIM-RX-5001"].credential_hash is None
+
+
+def test_decisions_of_two_processes_queue_instead_of_failing(
+        app: Flask, room: Room, server_config: dict[str, Any]) -> None:
+    """A decision reads, then writes: with a second server on the same database, the second
+    decision waits for the first one's commit (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
+    version row FOR UPDATE) instead of failing or deciding on what it read before."""
+    other = create_app(server_config)
+    try:
+        client = app.test_client()
+        room.login(client, "5001", "hxfj")
+        cache: SnapshotCache = app.extensions["kvm"].cache
+        results: list[Any] = []
+        with db_of(app).session() as s:
+            cache.build(s, lock=True)   # our decision holds the write side from here
+
+            def second() -> None:
+                resp = other.test_client().post("/api/v1/seat/connect",
+                                                 headers=room.headers("5001"),
+                                                 json={"input": "2"})
+                results.append((resp.status_code, resp.get_json()))
+
+            t = threading.Thread(target=second)
+            t.start()
+            t.join(0.5)
+            assert t.is_alive()        # it waits for our commit
+            routing.audit(s, actor="test", action="probe", result="OK")
+            s.commit()
+        t.join(20)
+        assert not t.is_alive()
+        assert results == [(200, results[0][1])] and results[0][1]["result"] == "CONNECTED"
+    finally:
+        other.extensions["kvm"].db.dispose()
