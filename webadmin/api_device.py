@@ -213,10 +213,44 @@ def encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+_ROUTINGS_KEPT = 4096  # encoded routing lists kept per configuration (then started afresh)
+
+
+def encode_answer(built: Built, dev_id: str, generation: int) -> bytes:
+    """``encode(watch_body(built, dev_id, generation))``, byte for byte, from parts that are
+    encoded once: the device's settings/seat/ID/name part once per configuration version,
+    its routing list once per distinct routing (after a push to 999 Rx, all of them share
+    one). A test checks both give the same bytes for any room state."""
+    cfg = built.config
+    memo = cfg.memo
+    tail = memo.get(("watch-tail", dev_id))
+    if tail is None:
+        body = watch_body(built, dev_id, generation)
+        tail = memo[("watch-tail", dev_id)] = b"".join(
+            b',"%s":%s' % (k.encode(), encode(body[k])) for k in ("settings", "seat", "id", "name")
+        ) + b"}"
+    if cfg.kinds.get(dev_id, "tx") != "rx":
+        return b'{"generation":%d,"routing":[],"session":null%s' % (generation, tail)
+    heads = cfg.heads.get(dev_id, 1)
+    routes = built.snap.routing.get(dev_id, ())[:heads]
+    routings: dict[Any, bytes] = memo.setdefault("watch-routing", {})
+    routing = routings.get((heads, routes))
+    if routing is None:
+        if len(routings) >= _ROUTINGS_KEPT:
+            routings.clear()
+        routing = routings[(heads, routes)] = encode(
+            watch_body(built, dev_id, generation)["routing"])
+    session = b"null"
+    if built.session_user(dev_id) is not None:
+        session = encode(watch_body(built, dev_id, generation)["session"])
+    return b'{"generation":%d,"routing":%s,"session":%s%s' % (
+        generation, routing, session, tail)
+
+
 def answer(hub: WatchHub, built: Built, dev_id: str, generation: int) -> bytes:
     """The encoded watch answer, built once per (device, generation, snapshot versions)."""
     key = (generation, built.versions[0], built.versions[2])
-    return hub.answer(dev_id, key, lambda: encode(watch_body(built, dev_id, generation)))
+    return hub.answer(dev_id, key, lambda: encode_answer(built, dev_id, generation))
 
 
 def _json(body: bytes) -> Response:
@@ -267,6 +301,18 @@ def watch() -> Response:
     return Response(b"", 200)  # replaced by WatchMiddleware with the answer after the wait
 
 
+SEND_EARLY = "kvm.send_early"
+"""WSGI environ key: a callable ``(status, headers, body) -> bool`` given by kvm-server's
+HTTP handler (``webadmin.__main__``) that writes a complete answer to this request's
+socket now, from any greenlet and without blocking (what the socket does not take now is
+written by the request's own greenlet later). True if it took the answer; the server then
+ignores the body the application returns, which must be the same."""
+
+
+def _answer_headers(payload: bytes) -> list[tuple[str, str]]:
+    return [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+
+
 class WatchWait:
     """A watch that waits outside the Flask request (see ``WatchMiddleware``)."""
 
@@ -277,6 +323,36 @@ class WatchWait:
         self.svc, self.dev_id, self.dev_pk = svc, dev_id, dev_pk
         self.since, self.deadline = since, deadline
         self.waiter: Waiter | None = None
+        self.send_early: Any = None  # the server's SEND_EARLY, when it offers one
+        self._early: tuple[str, bytes] | None = None
+
+    def release(self, generation: int) -> None:
+        """Early release (``WatchHub.release_woken``, run by the first woken watch): write
+        this watch's answer now when it is the in-memory one a woken watch gives."""
+        if self._early is not None or generation <= self.since or self.svc.hub.closed:
+            return
+        latest = self.svc.cache.latest()
+        if latest is None:
+            return
+        try:
+            payload = answer(self.svc.hub, latest, self.dev_id, generation)
+            if self.send_early("200 OK", _answer_headers(payload), payload):
+                self._early = ("200 OK", payload)
+        except Exception as exc:  # this watch then answers by itself
+            log.error("early watch release failed: %s", exc.__class__.__name__, exc_info=exc)
+
+    def _wait(self, waiter: Waiter) -> bool:
+        hub = self.svc.hub
+        timeout = max(0.0, self.deadline - time.monotonic())
+        if self.send_early is None:
+            return waiter.wait(timeout)
+        hub.attach(waiter, self.release)
+        try:
+            woke = waiter.wait(timeout)
+            hub.release_woken()  # the first woken watch answers every woken watch
+        finally:
+            hub.detach(waiter, self.release)
+        return woke
 
     def finish(self) -> tuple[str, bytes]:
         """Wait, then the HTTP status and JSON body of the answer."""
@@ -284,7 +360,9 @@ class WatchWait:
         waiter = self.waiter
         while True:
             if waiter is not None:
-                woke = waiter.wait(max(0.0, self.deadline - time.monotonic()))
+                woke = self._wait(waiter)
+                if self._early is not None:
+                    return self._early  # already written by the early release
                 if woke and waiter.generation is not None and waiter.generation > self.since:
                     latest = svc.cache.latest()
                     if latest is not None:
@@ -307,7 +385,9 @@ class WatchMiddleware:
 
     A waiting watch then holds a greenlet and its socket, no request context, session or
     connection; when it is released, only the answer is written (the answer was encoded once
-    for every watch of the device). Any other request passes straight through.
+    for every watch of the device). Under kvm-server the answers of the watches woken by one
+    commit are written in one go by the first of them (``SEND_EARLY``). Any other request
+    passes straight through.
     """
 
     def __init__(self, wsgi_app: Any) -> None:
@@ -329,6 +409,7 @@ class WatchMiddleware:
             return body
         if hasattr(body, "close"):
             body.close()
+        wait.send_early = environ.get(SEND_EARLY)
         try:
             with wait.svc.hub.active():
                 status, payload = wait.finish()
@@ -336,8 +417,7 @@ class WatchMiddleware:
             log.error("watch failed: %s", exc.__class__.__name__, exc_info=exc)
             status, payload = "503 SERVICE UNAVAILABLE", encode(
                 {"error": {"code": "INTERNAL", "message": "database unavailable, try again"}})
-        start_response(status, [("Content-Type", "application/json"),
-                                ("Content-Length", str(len(payload)))])
+        start_response(status, _answer_headers(payload))
         return [payload]
 
 

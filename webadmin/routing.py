@@ -49,14 +49,16 @@ LOGIN_FAILURES = 5  # per user per seat per LOGIN_WINDOW
 
 
 class Waiter:
-    """What the watches of one device wait on until the next notify: an event, and the
-    device's new generation when the notifier knew it (else None)."""
+    """What the watches of one device wait on until the next notify: an event, the device's
+    new generation when the notifier knew it (else None), and the watches' early releases
+    (see ``WatchHub.release_woken``)."""
 
-    __slots__ = ("event", "generation")
+    __slots__ = ("event", "generation", "releases")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.generation: int | None = None
+        self.releases: list[Callable[[int], None]] = []
 
     def wait(self, timeout: float | None) -> bool:
         return self.event.wait(timeout)
@@ -70,6 +72,14 @@ class WatchHub:
     from the in-memory snapshot without a query. ``answer`` keeps the last encoded answer
     per device, so an answer is built once per (device, generation, cache versions).
 
+    Early release: a waiting watch may ``attach`` a release callback to its waiter. When a
+    notify hands generations to such waiters, the first watch that wakes calls
+    ``release_woken``, which runs every attached callback of that notify in one go (each
+    writes its watch's answer straight to its socket). So after a push to 999 Rx the
+    answers leave one after another within a few milliseconds, and each watch's own
+    greenlet does its bookkeeping (access log, next request) afterwards instead of in
+    front of the others' answers.
+
     Uses ``threading`` primitives looked up at call time, so under gevent's monkey patching
     they are cooperative: a waiting watch costs a greenlet, not a thread.
     """
@@ -78,6 +88,7 @@ class WatchHub:
         self._lock = threading.Lock()
         self._waiters: dict[str, Waiter] = {}
         self._answers: dict[str, tuple[Hashable, bytes]] = {}
+        self._woken: list[Waiter] = []  # notified waiters whose releases have not run yet
         self.answers_built = 0  # for tests and benchmarks
         self.closed = False  # set by notify_all: the server stops, watches answer at once
         self._active = 0     # watches between their wait and their answer (see ``active``)
@@ -92,6 +103,17 @@ class WatchHub:
                 waiter = self._waiters[device_id] = Waiter()
             return waiter
 
+    def attach(self, waiter: Waiter, release: Callable[[int], None]) -> None:
+        """Run `release(generation)` when `waiter` is notified with a generation (from
+        ``release_woken``). The callback must not block; detach it when the wait ends."""
+        with self._lock:
+            waiter.releases.append(release)
+
+    def detach(self, waiter: Waiter, release: Callable[[int], None]) -> None:
+        with self._lock:
+            if release in waiter.releases:
+                waiter.releases.remove(release)
+
     def notify(self, device_ids: Iterable[str],
                generations: Mapping[str, int] | None = None) -> None:
         """Wake every watch of these devices (call after the commit). `generations`: the
@@ -99,10 +121,26 @@ class WatchHub:
         gens = generations or {}
         with self._lock:
             woken = [(d, self._waiters.pop(d, None)) for d in set(device_ids)]
-        for d, waiter in woken:
+            for d, waiter in woken:
+                if waiter is not None:
+                    waiter.generation = gens.get(d)
+                    if waiter.releases and waiter.generation is not None:
+                        self._woken.append(waiter)
+        for _, waiter in woken:
             if waiter is not None:
-                waiter.generation = gens.get(d)
                 waiter.event.set()
+
+    def release_woken(self) -> None:
+        """Run the early releases of the waiters notified since the last call (see the class
+        docstring). Every woken watch calls it first; the first one does the work."""
+        with self._lock:
+            batch, self._woken = self._woken, []
+        for waiter in batch:
+            gen = waiter.generation
+            if gen is None:
+                continue
+            for release in tuple(waiter.releases):
+                release(gen)
 
     def notify_all(self, wait_s: float = 5.0) -> None:
         """Release every watch now (the server is stopping) and wait up to `wait_s` until
