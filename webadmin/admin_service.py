@@ -7,6 +7,7 @@ audit entry, and does not commit. Refusals raise ``AdminError`` with a stable co
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from kvm_protocol.results import ResultCode
 from kvm_protocol.yamlconf import ConfigError, Invalid, Validator, format_path, load_yaml
 from webadmin import engine, routing, topology, topology_db
+from webadmin import engine_facts as facts
 from webadmin import models as m
 from webadmin.auth import hash_password
 from webadmin.engine import valid_hotkey_key
@@ -636,6 +638,22 @@ def update_settings(s: Session, values: Mapping[str, Any], *, actor: str) -> set
 ROUTING_ACTIONS = ("connect", "push", "fetch", "disconnect")
 
 
+def as_push(snap: engine.Snapshot, outcome: engine.Outcome) -> engine.Outcome:
+    """An admin's connect or fetch at a seat's Rx is a push by the admin (docs/PERMISSIONS.md
+    "Admin routing"): each route is marked ``pushed`` unless the user logged in at that seat
+    may view its Tx (with nobody logged in it is marked too), exactly as ``engine.push``
+    marks its routes. So ``enforce_scopes`` never takes it away; it lasts until the seat
+    switches to something else or its user logs out."""
+    changes = []
+    for ch in outcome.changes:
+        route = ch.route
+        if route is not None:
+            viewer = facts.active_user(snap, facts.session_user(snap, ch.rx_id))
+            route = dataclasses.replace(route, pushed=not facts.may_view(viewer, route.tx_id))
+        changes.append(dataclasses.replace(ch, route=route))
+    return dataclasses.replace(outcome, changes=tuple(changes))
+
+
 def admin_route(s: Session, built: Built, *, actor: str, rx_id: str, action: str,
                 text: str = "") -> tuple[engine.Outcome, set[str]]:
     """Connect / push / fetch at `rx_id` as admin `actor` (the engine decides, as at a seat),
@@ -648,11 +666,11 @@ def admin_route(s: Session, built: Built, *, actor: str, rx_id: str, action: str
         outcome = engine.Outcome(ResultCode.DISCONNECTED, tuple(
             engine.RouteChange(rx_id, head, None) for head in range(1, device.heads + 1)))
     elif action == "connect":
-        outcome = engine.connect(built.snap, actor, rx_id, text)
+        outcome = as_push(built.snap, engine.connect(built.snap, actor, rx_id, text))
     elif action == "push":
         outcome = engine.push(built.snap, actor, rx_id, text)
     elif action == "fetch":
-        outcome = engine.fetch(built.snap, actor, rx_id, text)
+        outcome = as_push(built.snap, engine.fetch(built.snap, actor, rx_id, text))
     else:
         raise AdminError("VALIDATION", f"action: {action!r} is not one of "
                                        f"{', '.join(ROUTING_ACTIONS)}",

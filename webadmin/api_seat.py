@@ -25,6 +25,7 @@ from webadmin.api_common import (
     texts,
 )
 from webadmin.auth import current_device, parse_device_header, secret_matches, verify_password
+from webadmin.db import IMMEDIATE
 from webadmin.snapshot import Built
 
 bp = Blueprint("api_seat", __name__, url_prefix="/api/v1/seat")
@@ -149,11 +150,24 @@ def devices() -> Response:
     if user is None:
         return jsonify(result_body(R.NOT_LOGGED_IN, mode=mode, rows=[]))
     rows = engine.device_rows(built.snap, user, rx_id, mode)  # type: ignore[arg-type]
+    _note_activity(built, rx_id)
     return jsonify({
         "mode": mode,
         "rows": [{"id": r.id, "name": r.name, "colour": r.colour, "online": r.online}
                  for r in rows],
     })
+
+
+def _note_activity(built: Built, rx_id: str) -> None:
+    """A read-only call still counts as the seat's activity (idle logout): written in a short
+    transaction of its own, at most every ``routing.ACTIVITY_RESOLUTION`` per seat."""
+    s = db_session()
+    recent = routing.activity_is_recent(s, built, rx_id)
+    s.rollback()  # end the read transaction: a SQLite read snapshot is not upgraded to a write
+    if not recent:
+        s.connection(execution_options={IMMEDIATE: True})
+        routing.record_activity(s, built, rx_id, m.utcnow())
+        s.commit()
 
 
 def _act(action: str) -> Response:
@@ -169,6 +183,7 @@ def _act(action: str) -> Response:
         return jsonify(result_body(R.NOT_LOGGED_IN))
     decide = {"connect": engine.connect, "push": engine.push, "fetch": engine.fetch}[action]
     outcome = decide(built.snap, user, rx_id, text)
+    routing.record_activity(s, built, rx_id)
     notify = routing.apply_outcome(
         s, built, outcome, actor=user, rx_id=rx_id, action=action, text=text
     )

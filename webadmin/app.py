@@ -12,15 +12,22 @@ from webadmin import api_admin, api_common, api_device, api_seat, auth, openapi,
 from webadmin.api_common import Services
 from webadmin.config import ServerConfig, from_mapping
 from webadmin.db import Database, ensure_singletons, read_secret_key
+from webadmin.idle import IdleLogout
 from webadmin.routing import WatchHub
 from webadmin.snapshot import SnapshotCache
 
 log = logging.getLogger("webadmin")
 
 
-def create_app(config: ServerConfig | Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: ServerConfig | Mapping[str, Any] | None = None, *,
+               idle_logout: bool | None = None) -> Flask:
     """Build the server app. `config` is a ServerConfig, a mapping of its keys, or None
-    (defaults plus ``KVM_SERVER_*`` environment). Applies the database migrations."""
+    (defaults plus ``KVM_SERVER_*`` environment). Applies the database migrations.
+
+    `idle_logout`: run the server's idle-logout loop (``webadmin.idle.IdleLogout``, kept in
+    ``app.extensions["kvm_idle"]``; stop it with its ``stop()``, it also stops when the
+    watch hub closes at server shutdown). None (default): run it when gevent has patched
+    ``threading`` — that is, under ``kvm-server`` — so that test apps start no threads."""
     if config is None:
         from webadmin.config import load_config
 
@@ -49,6 +56,11 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None) -> Flask:
         config=cfg, db=db, cache=SnapshotCache(cfg.device_timeout_s), hub=WatchHub()
     )
 
+    idle = IdleLogout(db, app.extensions["kvm"].cache, app.extensions["kvm"].hub)
+    app.extensions["kvm_idle"] = idle
+    if idle_logout if idle_logout is not None else _gevent_patched():
+        idle.start()
+
     api_common.init_app(app)
 
     app.register_blueprint(api_device.bp)
@@ -59,3 +71,12 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None) -> Flask:
     api_admin.init_app(app)  # /api/v1/admin/... and its OpenAPI paths
     ui.init_app(app)  # the admins' web pages, with Flask-Login and CSRF protection
     return app
+
+
+def _gevent_patched() -> bool:
+    """True when gevent's monkey patching made ``threading`` cooperative (kvm-server)."""
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return False
+    return bool(monkey.is_module_patched("threading"))

@@ -353,6 +353,10 @@ class SeatSession(Base):
     )
     user_pk: Mapped[int] = mapped_column(ForeignKey("users.pk", ondelete="CASCADE"), index=True)
     since: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The seat's last operator call (login, device list, connect/push/fetch); NULL = since.
+    # Written with plain SQL (no version bump): the snapshot does not hold it, only the
+    # server's idle logout reads it (webadmin.idle).
+    last_active: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     rx: Mapped[Device] = relationship()
     user: Mapped[User] = relationship()
 

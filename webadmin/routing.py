@@ -16,7 +16,7 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
@@ -389,9 +389,74 @@ def _set_sessions(s: Session, built: Built, rx_id: str, user: str | None) -> dic
         upk = built.config.user_pk[user]
         now = m.utcnow()
         for pk in pks:
-            s.add(m.SeatSession(rx_pk=pk, user_pk=upk, since=now))
+            s.add(m.SeatSession(rx_pk=pk, user_pk=upk, since=now, last_active=now))
         sessions.update(dict.fromkeys(screens, user))
     return sessions
+
+
+_SESSIONS = m.SeatSession.__table__.c
+_ACTIVE = (
+    update(m.Base.metadata.tables["seat_sessions"])
+    .where(_SESSIONS.rx_pk.in_(bindparam("pks", expanding=True)))
+    .values(last_active=bindparam("now", type_=m.UTCDateTime))
+)
+_LAST_ACTIVE = select(func.max(_SESSIONS.last_active)).where(
+    _SESSIONS.rx_pk.in_(bindparam("pks", expanding=True)))
+ACTIVITY_RESOLUTION = dt.timedelta(seconds=5)  # a device list writes at most this often
+
+
+def _seat_pks(built: Built, rx_id: str) -> list[int]:
+    return [built.config.pk_of[r] for r in built.seat(rx_id).screens if r in built.config.pk_of]
+
+
+def record_activity(s: Session, built: Built, rx_id: str, now: dt.datetime | None = None) -> None:
+    """The seat of `rx_id` had an operator call now (for the server's idle logout).
+
+    A plain UPDATE of ``seat_sessions.last_active``: no version moves, the snapshot does not
+    hold it. Call inside the request's write transaction."""
+    pks = _seat_pks(built, rx_id)
+    if pks:
+        s.connection().execute(_ACTIVE, {"pks": pks, "now": now or built.now})
+
+
+def activity_is_recent(s: Session, built: Built, rx_id: str,
+                       now: dt.datetime | None = None) -> bool:
+    """True when the seat's stored last activity is within ``ACTIVITY_RESOLUTION`` of `now`
+    (so a read-only call such as the device list need not write)."""
+    pks = _seat_pks(built, rx_id)
+    if not pks:
+        return True
+    last = s.connection().scalar(_LAST_ACTIVE, {"pks": pks})
+    return last is not None and (now or built.now) - last < ACTIVITY_RESOLUTION
+
+
+def _end_session(s: Session, built: Built, rx_id: str, user: str, *, actor: str,
+                 reason: str, extra: Mapping[str, Any] | None = None) -> set[str]:
+    """What a logout does (F12, a login replacing the session, idle, an admin): disconnect
+    every screen of the seat, end its session, audit ``logout``. Returns the IDs to notify.
+
+    The seat's pushed pictures go with it (SPEC 1.4 rule 1: the receiver logged out);
+    what this user pushed to other seats stays there (their receivers did not log out)."""
+    seat = built.seat(rx_id).name
+    outcome = engine.disconnect(built.snap, user, rx_id)
+    store_changes(s, built, outcome.changes, user)
+    _set_sessions(s, built, rx_id, None)
+    notify = touch_devices(s, built.seat(rx_id).screens)
+    audit(
+        s, actor=actor, action="logout", result=R.LOGGED_OUT.value, seat=seat, device=rx_id,
+        detail={"user": user, "reason": reason, **(extra or {}),
+                "changes": _change_detail(outcome.changes)},
+    )
+    return notify
+
+
+def _without_seat(built: Built, rx_id: str) -> Built:
+    """`built` after its seat was logged out: no session there, every screen dark."""
+    screens = set(built.seat(rx_id).screens)
+    routing = {rx: (tuple(None for _ in heads) if rx in screens else heads)
+               for rx, heads in built.snap.routing.items()}
+    sessions = {k: v for k, v in built.snap.sessions.items() if k not in screens}
+    return replace(built, snap=replace(built.snap, routing=routing, sessions=sessions))
 
 
 def login(
@@ -400,9 +465,12 @@ def login(
     """Log `user` in at the seat of `rx_id` (the password was checked by the caller).
 
     Order: rate limit (5 failures per user per seat per minute), credentials, then the
-    engine's ``can_login`` (disabled, login scope). On success the seat's session is
-    replaced, routes the user may not see are dropped (``engine.enforce_scopes``), and
-    every screen of the seat is notified.
+    engine's ``can_login`` (disabled, login scope). On success, when *another* user is still
+    logged in at the seat (their controller never logged out), that user is first logged out
+    exactly as ``logout`` does (screens dark, their pushed pictures gone, audited); a login
+    of the same user again continues the session as it is. Then the seat's session is
+    replaced, routes the user may not see are dropped (``engine.enforce_scopes``), and every
+    screen of the seat is notified.
     """
     place = built.seat_key(rx_id)
     seat = built.seat(rx_id).name
@@ -418,11 +486,16 @@ def login(
         audit(s, actor=user, action="login", result=code.value, seat=seat, device=rx_id)
         return LoginResult(code)
     previous = built.session_user(rx_id)
+    notify: set[str] = set()
+    if previous is not None and previous != user:
+        notify |= _end_session(s, built, rx_id, previous, actor=user, reason="replaced",
+                               extra={"by": user})
+        built = _without_seat(built, rx_id)
     sessions = _set_sessions(s, built, rx_id, user)
     after = built.with_sessions(sessions)
     dropped = engine.enforce_scopes(after.snap)
     store_changes(s, built, dropped, "system")
-    notify = touch_devices(s, built.seat(rx_id).screens) | touch_devices(
+    notify |= touch_devices(s, built.seat(rx_id).screens) | touch_devices(
         s, screens_of(built, {c.rx_id for c in dropped})
     )
     audit(
@@ -432,22 +505,20 @@ def login(
     return LoginResult(code, frozenset(notify))
 
 
-def logout(s: Session, built: Built, *, rx_id: str) -> LoginResult:
-    """F12: disconnect every screen of the seat and end its session."""
+def logout(s: Session, built: Built, *, rx_id: str, actor: str | None = None,
+           reason: str = "logout", extra: Mapping[str, Any] | None = None) -> LoginResult:
+    """F12: disconnect every screen of the seat and end its session.
+
+    `actor` (default: the seat's user) and `reason` go to the audit entry: ``logout`` for
+    F12, ``idle`` for the server's idle logout (actor ``system``), ``user_disabled`` etc."""
     user = built.session_user(rx_id)
     seat = built.seat(rx_id).name
     if user is None:
-        audit(s, actor="", action="logout", result=R.NOT_LOGGED_IN.value, seat=seat,
+        audit(s, actor=actor or "", action="logout", result=R.NOT_LOGGED_IN.value, seat=seat,
               device=rx_id)
         return LoginResult(R.NOT_LOGGED_IN)
-    outcome = engine.disconnect(built.snap, user, rx_id)
-    store_changes(s, built, outcome.changes, user)
-    _set_sessions(s, built, rx_id, None)
-    notify = touch_devices(s, built.seat(rx_id).screens)
-    audit(
-        s, actor=user, action="logout", result=R.LOGGED_OUT.value, seat=seat, device=rx_id,
-        detail={"changes": _change_detail(outcome.changes)},
-    )
+    notify = _end_session(s, built, rx_id, user, actor=actor or user, reason=reason,
+                          extra=extra)
     return LoginResult(R.LOGGED_OUT, frozenset(notify))
 
 

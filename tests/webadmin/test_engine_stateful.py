@@ -26,6 +26,7 @@ from hypothesis.stateful import (
 )
 
 from kvm_protocol.results import ResultCode
+from webadmin.admin_service import as_push
 from webadmin.engine import (
     Device,
     Hotkey,
@@ -450,11 +451,28 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(rx=st.sampled_from(RXS), tx=st.sampled_from(TXS))
     def admin_routes_an_unattended_rx(self, rx: str, tx: str) -> None:
-        """The web UI's routing action on an Rx where nobody is logged in."""
+        """The web UI's routing action on an Rx where nobody is logged in: a push by the
+        admin (docs/PERMISSIONS.md "Admin routing"), picture only for whoever logs in."""
         if self.session_of(rx) is not None:
             return
-        self.routing[rx] = (Route(tx, 1, ADMIN),) + (None,) * (RX_HEADS[rx] - 1)
-        self.model.screens[rx] = [(tx, 1, ADMIN, False)] + [None] * (RX_HEADS[rx] - 1)
+        self.routing[rx] = (Route(tx, 1, ADMIN, pushed=True),) + (None,) * (RX_HEADS[rx] - 1)
+        self.model.screens[rx] = [(tx, 1, ADMIN, True)] + [None] * (RX_HEADS[rx] - 1)
+
+    @rule(data=st.data(), rx=st.sampled_from(RXS))
+    def admin_switches_a_screen(self, data: st.DataObject, rx: str) -> None:
+        """The admin API's / web UI's connect at any Rx (``admin_service.admin_route``): the
+        engine decides as for the admin, and the routes are a push by the admin, which no
+        later scope enforcement takes away."""
+        text = data.draw(TEXT["tx"], label="typed")
+        outcome = as_push(self.snap(), connect(self.snap(), ADMIN, rx, text))
+        expected = self.model.connect(ADMIN, rx, text)
+        assert outcome.code.value == expected, text
+        if expected == "CONNECTED":
+            viewer = self.model.logged.get(self.model.seat(rx))
+            self.model.screens[rx] = [
+                None if s is None else (s[0], s[1], ADMIN, not self.model.sees(viewer, s[0]))
+                for s in self.model.screens[rx]]
+        self.store(outcome)
 
     # sessions
     @rule(user=st.sampled_from([*OPERATORS, ADMIN, "eve"]), rx=st.sampled_from(RXS))
@@ -467,6 +485,23 @@ class EngineMachine(RuleBasedStateMachine):
             self.sessions[rx] = user
             self.model.logged[self.model.seat(rx)] = user
             self.tidy()
+
+    @precondition(lambda self: self.sessions)
+    @rule(data=st.data(), user=st.sampled_from([*OPERATORS, ADMIN]))
+    def login_over_a_live_session(self, data: st.DataObject, user: str) -> None:
+        """A login where another user is still logged in (their controller never logged
+        out): the server logs that user out first, exactly as a logout (routing.login)."""
+        rx, previous = data.draw(st.sampled_from(self.logged_in()), label="seat")
+        code = can_login(self.snap(), user, rx)
+        assert code.value == self.model.login(user, rx)
+        if code is not ResultCode.NETWORK_OK or user == previous:
+            return
+        self.store(disconnect(self.snap(), previous, rx))
+        self.model.logout(rx)
+        for screen in SEAT if rx in SEAT else [rx]:
+            self.sessions[screen] = user
+        self.model.logged[self.model.seat(rx)] = user
+        self.tidy()
 
     @precondition(lambda self: self.sessions)
     @rule(data=st.data())
