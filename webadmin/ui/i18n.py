@@ -132,9 +132,12 @@ _PAIRS: dict[str, tuple[str, str]] = {
     "legend.pushed": ("由推送得到:接收方的权限之外", "came by push: outside the receiver's scope"),
     "route.title": ("切换", "Switch"),
     "route.help": ("以管理员身份在某个 Rx 上执行连接、推送、获取或断开;"
-                   "由权限引擎判定并记入审计日志。",
+                   "由权限引擎判定并记入审计日志。切换效果等同管理员推送:"
+                   "保持到该坐席切走或注销为止,坐席用户无权限时只显示画面。",
                    "Connect, push, fetch or disconnect at an Rx as an admin; the permission "
-                   "engine decides and the audit log records it."),
+                   "engine decides and the audit log records it. A switch works as a push by "
+                   "the admin: it stays until that seat switches away or logs out, and is "
+                   "picture only where the seat's user has no permission for it."),
     "route.rx": ("接收端 Rx", "Receiver (Rx)"),
     "route.rx_help": ("4 位 ID,例如 5001;点击表格中的行可填入",
                       "4-digit ID such as 5001; click a row"),
