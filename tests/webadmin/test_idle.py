@@ -201,15 +201,17 @@ def test_test_apps_start_no_loop(app: Flask) -> None:
 
 
 def test_the_loop_logs_out_and_stops(server_config: dict[str, Any]) -> None:
-    application = create_app(server_config, idle_logout=True)
+    application = create_app(server_config, idle_logout=False)
     loop: IdleLogout = application.extensions["kvm_idle"]
     try:
-        assert loop.running
+        assert not loop.running
         room = seed_room(application)
         client = application.test_client()
         set_idle(application, 2)
         room.login(client, "5001", "hxfj")
-        # The loop started before this session: it counts from its own start.
+        loop.start()
+        assert loop.running
+        # The loop counts from its own start, however old the session looks.
         deadline = time.monotonic() + 30
         while watch(client, room, "5001")["session"] is not None:
             assert time.monotonic() < deadline, "the loop did not log the idle seat out"
@@ -232,6 +234,7 @@ def test_the_loop_logs_out_and_stops(server_config: dict[str, Any]) -> None:
 def test_stop_ends_the_loop_at_once(server_config: dict[str, Any]) -> None:
     application = create_app(server_config, idle_logout=True)
     loop: IdleLogout = application.extensions["kvm_idle"]
+    assert loop.running
     started = time.monotonic()
     loop.stop()
     application.extensions["kvm"].db.dispose()
