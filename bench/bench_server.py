@@ -14,7 +14,9 @@ raw sockets (so that the client's own cost does not count as server latency):
    return, p50/p99/max, and that every watch came back with a newer generation;
 3. ``soak``: every device (2,000) holding a watch in a loop while 50 operators (in their own
    process) switch every 0.2 s: errors, switches, connect latency under load, server RSS.
-4. ``snapshot``: in-process cost of building the engine snapshot, cold and warm.
+4. ``heartbeat``: every device posts its unchanged state (``device/state``) a few times:
+   the server's CPU per report that changes nothing (the lab's idle load);
+5. ``snapshot``: in-process cost of building the engine snapshot, cold and warm.
 
 Each phase also reports the server process's CPU time (user+sys from /proc) per request,
 which stays honest when the machine is shared; ``machine`` records the cores, the load
@@ -155,11 +157,12 @@ finally:
 
 class Server:
     def __init__(self, data: Path, sync: str, database_url: str | None,
-                 profile: Path | None) -> None:
-        env = {**os.environ, "KVM_SERVER_DEVICE_TIMEOUT_S": "3600",
+                 profile: Path | None, device_timeout_s: int = 3600) -> None:
+        env = {**os.environ, "KVM_SERVER_DEVICE_TIMEOUT_S": str(device_timeout_s),
                "KVM_SERVER_LOG_LEVEL": "warning", "KVM_SERVER_SQLITE_SYNCHRONOUS": sync}
         if database_url:
             env["KVM_SERVER_DATABASE_URL"] = database_url
+        self.device_timeout_s = device_timeout_s
         self.port = free_port()
         self.profiling = profile is not None
         run = [sys.executable, "-m", "webadmin"]
@@ -433,6 +436,86 @@ def bench_push_all(srv: Server, n_rx: int, procs: int) -> dict[str, Any]:
             "server_cpu_ms_push_and_releases": round(cpu * 1000, 1)}
 
 
+# --- heartbeats: state reports that change nothing ---------------------------------------
+
+
+def heartbeat_body(device: str) -> dict[str, Any]:
+    """What a simulated device reports every few seconds (its state does not change)."""
+    if device >= "5000":
+        return {"online": True, "network_up": True, "heads": [{"head": 1, "source": None}]}
+    return {"online": True, "stream_ok": True, "heads": [{"head": 1, "video": True}]}
+
+
+def _heartbeats(port: int, devices: list[str], rounds: int, conn: Connection) -> None:
+    """Child: `rounds` state reports per device over one keep-alive connection."""
+    http = Http(port)
+    reqs = [encode_request("POST", "/api/v1/device/state", d, heartbeat_body(d))
+            for d in devices]
+    lat: list[float] = []
+    errors = 0
+    conn.send("ready")
+    conn.recv()
+    for _ in range(rounds):
+        for raw in reqs:
+            t0 = time.perf_counter()
+            status, _ = http.send(raw)
+            lat.append((time.perf_counter() - t0) * 1000)
+            errors += status != 200
+    http.close()
+    conn.send((lat, errors))
+
+
+def bench_heartbeat(srv: Server, n_tx: int, n_rx: int, rounds: int,
+                    procs: int) -> dict[str, Any]:
+    """Every device reports its (unchanged) state `rounds` times; the first report of each
+    stores its heads, the others change nothing: server CPU per unchanged report."""
+    devices = tx_ids(n_tx) + rx_ids(n_rx)
+
+    def run(n: int) -> tuple[float, list[float], int, float]:
+        pipes, children = [], []
+        for i in range(procs):
+            parent, child = CTX.Pipe()
+            p = CTX.Process(target=_heartbeats, daemon=True,
+                            args=(srv.port, devices[i::procs], n, child))
+            p.start()
+            pipes.append(parent)
+            children.append(p)
+        for pipe in pipes:
+            if not pipe.poll(60):
+                raise SystemExit("heartbeat clients did not start")
+            pipe.recv()
+        cpu0, t0 = srv.cpu_s(), time.monotonic()
+        for pipe in pipes:
+            pipe.send("go")
+        lat: list[float] = []
+        errors = 0
+        for pipe in pipes:
+            if not pipe.poll(600):
+                raise SystemExit("heartbeat clients did not finish")
+            got, err = pipe.recv()
+            lat += got
+            errors += err
+        wall = time.monotonic() - t0
+        for p in children:
+            p.join(timeout=10)
+        return srv.cpu_s() - cpu0, lat, errors, wall
+
+    first_cpu, _, first_errors, _ = run(1)     # stores every device's heads
+    srv.profile(True)
+    cpu, lat, errors, wall = run(rounds)
+    srv.profile(False)
+    n = len(devices) * rounds
+    per = cpu * 1000 / n
+    return {"devices": len(devices), "reports": n, "errors": errors + first_errors,
+            "device_timeout_s": srv.device_timeout_s,
+            "first_report_server_cpu_ms": round(first_cpu * 1000 / len(devices), 3),
+            "unchanged_server_cpu_ms": round(per, 3),
+            "unchanged_p50_ms": pct(lat, 50), "unchanged_p99_ms": pct(lat, 99),
+            "reports_per_s": round(n / wall, 1),
+            # The lab: 1,000 Rx every 4 s and 1,000 Tx (via the gateway) every 2 s.
+            "lab_rate_per_s": 750, "lab_server_cpu_share": round(750 * per / 1000, 3)}
+
+
 # --- 3. soak: 2,000 watches + 50 operators -----------------------------------------------
 
 
@@ -694,12 +777,18 @@ def main() -> int:
     p.add_argument("--connects", type=int, default=1000)
     p.add_argument("--soak-seconds", type=float, default=30)
     p.add_argument("--operators", type=int, default=50)
+    p.add_argument("--heartbeat-rounds", type=int, default=3,
+                   help="unchanged state reports per device in the heartbeat phase")
+    p.add_argument("--device-timeout", type=int, default=3600,
+                   help="the server's device_timeout_s (a heartbeat refreshes last_seen when "
+                   "the stored one is older than a quarter of it); keep the default for "
+                   "every phase but heartbeat")
     p.add_argument("--procs", type=int, default=2, help="client processes holding watches")
     p.add_argument("--sync", choices=["full", "normal"], default="full",
                    help="the server's sqlite_synchronous")
     p.add_argument("--database-url", help="a PostgreSQL URL instead of SQLite (emptied!)")
     p.add_argument("--profile", type=Path, help="run the server under cProfile into DIR")
-    p.add_argument("--only", default="connect,push_all,soak,snapshot",
+    p.add_argument("--only", default="connect,push_all,heartbeat,soak,snapshot",
                    help="comma-separated phases to run")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     a = p.parse_args()
@@ -723,13 +812,16 @@ def main() -> int:
         out["seed_s"] = round(time.perf_counter() - t0, 1)
         if "snapshot" in phases:
             timed(out, "snapshot", lambda: bench_snapshot(a.database_url or sqlite_url(data)))
-        srv = Server(data, a.sync, a.database_url, a.profile)
+        srv = Server(data, a.sync, a.database_url, a.profile, a.device_timeout)
         try:
             out["rss_mib_idle"] = round(srv.rss_mib(), 1)
             if "connect" in phases:
                 timed(out, "connect", lambda: bench_connect(srv, a.connects))
             if "push_all" in phases:
                 timed(out, "push_all", lambda: bench_push_all(srv, a.rx, a.procs))
+            if "heartbeat" in phases:
+                timed(out, "heartbeat", lambda: bench_heartbeat(srv, a.tx, a.rx,
+                                                                a.heartbeat_rounds, a.procs))
             if "soak" in phases:
                 timed(out, "soak", lambda: bench_soak(srv, a.tx, a.rx, a.soak_seconds,
                                                       a.operators, max(2, a.procs)))

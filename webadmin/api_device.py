@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import logging
 import re
@@ -16,6 +17,7 @@ from sqlalchemy import bindparam, func, select
 from webadmin import engine
 from webadmin import models as m
 from webadmin.api_common import (
+    MAX_BODY,
     ApiError,
     Body,
     Services,
@@ -167,6 +169,48 @@ def state() -> Response:
     if wrote:
         s.commit()
     return jsonify({"generation": int(dev.generation)})
+
+
+STATE_PATH = "/api/v1/device/state"
+_D = m.Device.__table__.c
+_STATE_ROW = select(
+    _D.kind, _D.adoption, _D.id, _D.credential_hash, _D.online, _D.network_up, _D.stream_ok,
+    _D.reported_heads, _D.last_seen, _D.generation,
+).where(_D.serial == bindparam("serial"))
+
+
+def unchanged_state(svc: Services, environ: dict[str, Any], body: bytes) -> bytes | None:
+    """The answer to a ``device/state`` report that changes nothing, or None.
+
+    The heartbeat of an idle device: an adopted device with a valid credential reports
+    exactly its stored state, and its ``last_seen`` is fresher than ``device_timeout_s / 4``.
+    Then nothing is written and the answer is what ``state`` gives (``{"generation": N}``),
+    from one prebuilt query and no Flask request. Anything else (a change, a refresh due,
+    a bad body or credential) gives None and goes the ordinary way, with its exact errors.
+    """
+    try:
+        data = json.loads(body.decode("utf-8"))
+        serial, secret = parse_device_header(environ.get("HTTP_AUTHORIZATION", ""))
+    except (ValueError, RecursionError, ApiError):
+        return None
+    if not isinstance(data, dict) or svc.db.engine is None:
+        return None
+    with svc.db.engine.connect() as conn:
+        row = conn.execute(_STATE_ROW, {"serial": serial}).first()
+    if (row is None or row.adoption != "adopted" or row.id is None
+            or not secret_matches(row.credential_hash, secret)):
+        return None
+    try:
+        req = parse_state(data, row.kind)
+    except ApiError:
+        return None
+    if (req.online != row.online or req.heads != row.reported_heads
+            or (req.network_up is not None and req.network_up != row.network_up)
+            or (req.stream_ok is not None and req.stream_ok != row.stream_ok)
+            or row.last_seen is None
+            or m.utcnow() - row.last_seen >= dt.timedelta(seconds=svc.config.device_timeout_s / 4)):
+        return None
+    return b'{"generation":%d}\n' % int(row.generation)
 
 
 def watch_body(built: Built, dev_id: str, generation: int) -> dict[str, Any]:
@@ -386,15 +430,21 @@ class WatchMiddleware:
     A waiting watch then holds a greenlet and its socket, no request context, session or
     connection; when it is released, only the answer is written (the answer was encoded once
     for every watch of the device). Under kvm-server the answers of the watches woken by one
-    commit are written in one go by the first of them (``SEND_EARLY``). Any other request
+    commit are written in one go by the first of them (``SEND_EARLY``). A state report
+    that changes nothing is answered here too (``unchanged_state``). Any other request
     passes straight through.
     """
 
-    def __init__(self, wsgi_app: Any) -> None:
+    def __init__(self, wsgi_app: Any, svc: Services | None = None) -> None:
         self.wsgi_app = wsgi_app
+        self.svc = svc
+        self.heartbeats_unchanged = 0  # answered by ``unchanged_state`` (tests, benchmarks)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("PATH_INFO") != WATCH_PATH:
+        path = environ.get("PATH_INFO")
+        if path == STATE_PATH and environ.get("REQUEST_METHOD") == "POST":
+            return self._state(environ, start_response)
+        if path != WATCH_PATH:
             return self.wsgi_app(environ, start_response)
         started: list[Any] = []
 
@@ -421,14 +471,41 @@ class WatchMiddleware:
         return [payload]
 
 
+    def _state(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """A heartbeat that changes nothing is answered here (``unchanged_state``); any
+        other state report goes to Flask with its body intact."""
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            length = -1
+        if self.svc is None or not 0 < length <= MAX_BODY:
+            return self.wsgi_app(environ, start_response)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            payload = unchanged_state(self.svc, environ, body) if len(body) == length else None
+        except Exception as exc:  # the ordinary path answers (or reports the failure)
+            log.error("heartbeat fast path failed: %s", exc.__class__.__name__, exc_info=exc)
+            payload = None
+        if payload is None:
+            return self.wsgi_app(environ, start_response)
+        self.heartbeats_unchanged += 1
+        # The headers Flask gives the same answer (its session machinery adds the Vary).
+        start_response("200 OK", [*_answer_headers(payload), ("Vary", "Cookie")])
+        return [payload]
+
+
 def _no_write(_data: bytes) -> None:  # pragma: no cover - Flask never calls write()
     raise RuntimeError("write() is not supported on device watches")
 
 
 @bp.record_once
 def _install_watch_middleware(state: Any) -> None:
-    """Registering this blueprint wraps the app's WSGI callable with ``WatchMiddleware``."""
-    state.app.wsgi_app = WatchMiddleware(state.app.wsgi_app)
+    """Registering this blueprint wraps the app's WSGI callable with ``WatchMiddleware``
+    (also kept as ``app.extensions["kvm_device_paths"]``)."""
+    middleware = WatchMiddleware(state.app.wsgi_app, state.app.extensions.get("kvm"))
+    state.app.wsgi_app = middleware
+    state.app.extensions["kvm_device_paths"] = middleware
 
 
 _GENERATION = select(m.Device.__table__.c.generation).where(
