@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         log.error("cannot listen on %s:%s: %s", cfg.host, cfg.port, e)
         return 2
+    # Heartbeats that only refresh last_seen are written together, once per period.
+    last_seen = app.extensions["kvm_device_paths"].last_seen
+    last_seen.start()
     log.info("listening", extra={"host": cfg.host, "port": server.server_port,
                                  "database": app.config["DATABASE_URL"].split("://")[0]})
 
@@ -97,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     # Release the long polls so that devices reconnect at once to the next server.
     app.extensions["kvm"].hub.notify_all()
     server.stop(timeout=5)
+    try:
+        last_seen.stop()
+    except Exception:  # the database is gone: the devices' next heartbeats restore it
+        log.exception("writing the last last_seen refreshes failed")
     app.extensions["kvm"].db.dispose()
     log.info("stopped")
     return 0

@@ -120,3 +120,46 @@ def test_bad_json_and_pending_devices(app: Flask, client: FlaskClient, room: Roo
     resp = report(client, room, "5003", RX_STATE)
     assert resp.status_code == 403 and resp.get_json()["error"]["code"] == "PENDING"
     assert fast(app).heartbeats_unchanged == 0
+
+
+def test_due_refreshes_are_written_together_when_the_batch_runs(app: Flask,
+                                                                client: FlaskClient,
+                                                                room: Room) -> None:
+    batch = fast(app).last_seen
+    assert batch is not None
+    batch.period_s = 3600  # the test writes with flush(), not the loop
+    for device, body in (("5002", RX_STATE), ("0001", TX_STATE)):
+        report(client, room, device, {"online": False})
+        report(client, room, device, body)
+    timeout = app.config["KVM_CONFIG"].device_timeout_s
+    old = m.utcnow() - dt.timedelta(seconds=timeout / 4 + 1)
+    with db_of(app).begin() as s:
+        for device in ("5002", "0001"):
+            dev = s.get(m.Device, room.devices[device])
+            assert dev is not None
+            dev.last_seen = old
+    before = {d: stored(app, room, d) for d in ("5002", "0001")}
+    batch.start()
+    try:
+        sent = m.utcnow()
+        assert report(client, room, "5002", RX_STATE).status_code == 200
+        assert report(client, room, "0001", TX_STATE).status_code == 200
+        assert fast(app).heartbeats_unchanged == 2
+        assert {d: stored(app, room, d) for d in before} == before  # not written yet
+        assert batch.flush() == 2 and batch.flush() == 0
+        for device in before:
+            after = stored(app, room, device)
+            assert after[0] >= sent - dt.timedelta(seconds=1)
+            assert after[1:] == before[device][1:]  # state and versions untouched
+        report(client, room, "5002", RX_STATE)  # fresh now: nothing to write
+        assert batch.flush() == 0
+    finally:
+        batch.stop()
+    assert not batch.running
+    with db_of(app).begin() as s:
+        dev = s.get(m.Device, room.devices["5002"])
+        assert dev is not None
+        dev.last_seen = old
+    report(client, room, "5002", RX_STATE)  # not running: the ordinary path writes
+    assert fast(app).heartbeats_unchanged == 3
+    assert stored(app, room, "5002")[0] > old
