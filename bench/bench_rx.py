@@ -107,7 +107,7 @@ def bench_latency(tmp: Path, rounds: int) -> dict[str, Any]:
                     marks.enter, marks.switch = time.perf_counter(), None
             on_event(event)
 
-        link = _default_link_factory(url, spy, first_port)
+        link = _default_link_factory(url, spy, first_port, loop=env.hub.links)
         send = link.send
 
         def timed_send(message: msg.Message) -> int:

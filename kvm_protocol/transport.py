@@ -1,17 +1,27 @@
-"""Thin shell of the serial device link: a pyserial port, a reader thread, a Session.
+"""Thin shell of the serial device link: pyserial ports, a Session each, one I/O thread.
 
 Ports are URLs (``/dev/ttyS1``, a pty path, ``socket://127.0.0.1:7001``,
 ``loop://``), opened by ``serial.serial_for_url``. Framing, acks and timers are
 in ``codec`` and ``session``; this module only moves bytes and calls the clock.
+
+A ``LinkLoop`` is one thread that carries any number of ``Link``s: a selector on
+their ports' file descriptors and a heap of their sessions' deadlines, so an idle
+link costs nothing between its heartbeats. One process may run a thousand
+controllers on one loop (``osd.hub.Hub`` owns one); a ``Link`` made without a loop
+gets a private one. Nothing here is module-level state.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import logging
+import selectors
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import serial
@@ -22,8 +32,10 @@ from kvm_protocol.session import Event, LinkDown, Role, Session, SessionConfig
 log = logging.getLogger(__name__)
 
 BAUDRATE = 115200
-READ_TIMEOUT = 0.05  # also the granularity of the session timers and of close()
-MAX_READ = 4096
+READ_TIMEOUT = 0.05  # polling period of a port without a file descriptor (loop://)
+MAX_SLEEP = 1.0  # the loop looks around at least this often
+MAX_READ = 65536
+CLOSE_WAIT_S = 5.0  # bound on waiting for the loop thread to let go of a closed link
 
 
 def open_port(url: str, *, timeout: float = READ_TIMEOUT) -> serial.SerialBase:
@@ -37,10 +49,144 @@ def open_port(url: str, *, timeout: float = READ_TIMEOUT) -> serial.SerialBase:
     return port
 
 
-class Link:
-    """A Session on a port, run by a reader thread that reopens the port when it is lost.
+class LinkLoop:
+    """One thread that runs the I/O and timers of many ``Link``s.
 
-    ``on_event`` is called from the reader thread with every session Event, plus a
+    Callbacks (``on_event`` of every link) run on this thread: keep them short and never
+    block in them. ``close()`` stops the thread and closes every link still on it.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic,
+                 name: str = "kvm-links") -> None:
+        self.clock = clock
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._heap: list[tuple[float, int, Link]] = []
+        self._seq = itertools.count()
+        self._calls: deque[Callable[[], None]] = deque()
+        self._sleep_until = float("inf")  # when the sleeping loop wakes; -inf while awake
+        self._links: set[Link] = set()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def in_loop(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def call_soon(self, fn: Callable[[], None]) -> bool:
+        """Run ``fn`` on the loop thread; False when the loop is closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._calls.append(fn)
+        self._poke()
+        return True
+
+    def schedule(self, link: Link, when: float) -> None:
+        """Call ``link._on_due`` at ``when`` (loop clock). Thread-safe."""
+        with self._lock:
+            if self._closed:
+                return
+            heapq.heappush(self._heap, (when, next(self._seq), link))
+            early = when < self._sleep_until
+        if early:
+            self._poke()
+
+    def watch(self, link: Link, fd: int) -> None:
+        """Loop thread only: call ``link._on_readable`` when ``fd`` has data."""
+        self._sel.register(fd, selectors.EVENT_READ, link)
+
+    def unwatch(self, fd: int) -> None:
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._sel.unregister(fd)
+
+    def close(self) -> None:
+        """Close every link on the loop and stop the thread (bounded wait)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._poke()
+        if not self.in_loop():
+            self._thread.join(CLOSE_WAIT_S)
+
+    def _poke(self) -> None:
+        with contextlib.suppress(OSError):  # full (a wake-up is already pending) or closed
+            self._wake_w.send(b"\0")
+
+    def _run(self) -> None:
+        try:
+            while not self._closed:
+                self._run_calls()
+                self._run_due()
+                with self._lock:
+                    now = self.clock()
+                    timeout = self._heap[0][0] - now if self._heap else MAX_SLEEP
+                    timeout = 0.0 if self._calls else min(max(timeout, 0.0), MAX_SLEEP)
+                    self._sleep_until = now + timeout
+                ready = self._sel.select(timeout)
+                with self._lock:
+                    self._sleep_until = float("-inf")
+                for key, _ in ready:
+                    link = key.data
+                    if link is None:
+                        with contextlib.suppress(OSError):
+                            while self._wake_r.recv(4096):
+                                pass
+                    else:
+                        link._on_readable()
+        except Exception:  # a bug here must not leave links silently dead
+            log.exception("link loop failed")
+        finally:
+            self._shutdown()
+
+    def _run_calls(self) -> None:
+        while True:
+            with self._lock:
+                if not self._calls:
+                    return
+                fn = self._calls.popleft()
+            try:
+                fn()
+            except Exception:
+                log.exception("link loop call failed")
+
+    def _run_due(self) -> None:
+        now = self.clock()
+        due: list[Link] = []
+        with self._lock:
+            while self._heap and self._heap[0][0] <= now:
+                when, _, link = heapq.heappop(self._heap)
+                if link._scheduled == when:
+                    link._scheduled = float("inf")
+                due.append(link)
+        for link in dict.fromkeys(due):
+            link._on_due()
+
+    def _shutdown(self) -> None:
+        self._closed = True
+        for link in list(self._links):
+            link._detach()
+        with self._lock:
+            self._heap.clear()
+            self._calls.clear()
+        self._sel.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+class Link:
+    """A Session on a port, carried by a ``LinkLoop``; the port is reopened when lost.
+
+    ``on_event`` is called on the loop thread with every session Event, plus a
     ``LinkDown`` when the port cannot be opened (once per run of failures).
     ``send`` may be called from any thread (including from ``on_event``).
     """
@@ -54,22 +200,30 @@ class Link:
         identity: Hello | None = None,
         config: SessionConfig | None = None,
         opener: Callable[[str], serial.SerialBase] = open_port,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         backoff: tuple[float, float] = (0.1, 2.0),
+        loop: LinkLoop | None = None,
     ) -> None:
         self.url = url
         self._on_event = on_event
         self._opener = opener
-        self._clock = clock
+        self._own_loop = loop is None
+        self._loop = loop if loop is not None else LinkLoop(
+            clock=clock or time.monotonic, name=f"kvm-link {url}")
+        self._clock = clock or self._loop.clock
         self._backoff = backoff
-        self._lock = threading.Lock()  # guards the session and writes to the port
-        self._session = Session(role, clock(), identity=identity, config=config)
+        self._delay, self._failing = backoff[0], False
+        self._lock = threading.Lock()  # guards the session, the port and writes to it
+        self._session = Session(role, self._clock(), identity=identity, config=config)
         self._port: serial.SerialBase | None = None
+        self._fd: int | None = None  # registered with the loop's selector
         self._write_error: Exception | None = None
         self._next_open = 0.0  # clock time of the next attempt to open the port
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"kvm-link {url}", daemon=True)
-        self._thread.start()
+        self._scheduled = float("inf")  # earliest wake-up this link has asked the loop for
+        self._stopped = False
+        self._detached = threading.Event()
+        if not self._loop.call_soon(self._attach):
+            raise RuntimeError("the link loop is closed")
 
     @property
     def link_up(self) -> bool:
@@ -86,22 +240,28 @@ class Link:
         with self._lock:
             return self._session.stats
 
+    @property
+    def running(self) -> bool:
+        """False once the link is closed and has let go of its port."""
+        return not self._detached.is_set()
+
     def send(self, msg: Message) -> int:
         """Send ``msg``; return its sequence number (see ``Session.send``)."""
         with self._lock:
             seq = self._session.send(msg, self._clock())
             self._write_out()
+            self._reschedule()
         return seq
 
     def close(self) -> None:
-        """Stop the reader thread and close the port."""
-        self._stop.set()
-        port = self._port
-        if port is not None and hasattr(port, "cancel_read"):
-            with contextlib.suppress(Exception):
-                port.cancel_read()
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
+        """Stop the link and close its port (its own loop too, if it has one)."""
+        self._stopped = True
+        if self._own_loop:
+            self._loop.close()
+        elif not self._loop.call_soon(self._detach):
+            return  # the loop closed: it detached every link
+        if not self._loop.in_loop():
+            self._detached.wait(CLOSE_WAIT_S)
 
     def __enter__(self) -> Link:
         return self
@@ -109,7 +269,40 @@ class Link:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- reader thread --
+    # -- on the loop thread --
+
+    def _attach(self) -> None:
+        self._loop._links.add(self)
+        self._on_due()
+
+    def _detach(self) -> None:
+        self._stopped = True
+        self._loop._links.discard(self)
+        with self._lock:
+            port, self._port = self._port, None
+            self._drop_fd()
+        if port is not None:
+            with contextlib.suppress(Exception):
+                port.close()
+        self._detached.set()
+
+    def _drop_fd(self) -> None:
+        if self._fd is not None:
+            self._loop.unwatch(self._fd)
+            self._fd = None
+
+    def _reschedule(self) -> None:
+        """Ask the loop for a wake-up at the next deadline; called with the lock held."""
+        now = self._clock()
+        due = self._session.next_deadline()  # timers run on without a port: sends fail in time
+        if self._port is None:
+            due = min(due, self._next_open)
+        elif self._fd is None:  # no descriptor to select on: poll
+            due = min(due, now + READ_TIMEOUT)
+        due = max(due, now + 0.001)  # a deadline in the past is handled on the next pass
+        if due < self._scheduled:
+            self._scheduled = due
+            self._loop.schedule(self, due)
 
     def _write_out(self) -> None:
         """Write what the session has to send; called with the lock held."""
@@ -119,7 +312,7 @@ class Link:
         try:
             self._port.write(data)
         except (serial.SerialException, OSError) as exc:
-            self._write_error = exc  # the reader thread drops the port
+            self._write_error = exc  # the loop drops the port
 
     def _deliver(self, events: list[Event]) -> None:
         for event in events:
@@ -128,6 +321,31 @@ class Link:
             except Exception:
                 log.exception("%s: on_event failed for %r", self.url, event)
 
+    def _on_due(self) -> None:
+        if self._stopped:
+            return
+        if self._port is None and self._clock() >= self._next_open:
+            self._open()
+        if self._port is not None and self._fd is None:
+            self._on_readable()  # polled port
+            return
+        self._step(b"")
+
+    def _on_readable(self) -> None:
+        if self._stopped:
+            return
+        try:
+            if self._write_error is not None:
+                raise self._write_error
+            port = self._port
+            if port is None:
+                return
+            data = port.read(MAX_READ)  # timeout 0: what is there
+        except Exception as exc:  # a vanished port raises SerialException or OSError
+            self._lose_port(str(exc) or type(exc).__name__)
+            return
+        self._step(data)
+
     def _step(self, data: bytes) -> None:
         now = self._clock()
         with self._lock:
@@ -135,56 +353,46 @@ class Link:
             if now >= self._session.next_deadline():
                 events += self._session.tick(now)
             self._write_out()
+            self._reschedule()
         self._deliver(events)
+        if self._write_error is not None and self._port is not None:
+            self._lose_port(str(self._write_error) or type(self._write_error).__name__)
 
-    def _run(self) -> None:
-        delay, failing = self._backoff[0], False
-        while not self._stop.is_set():
-            if self._port is None:
-                if self._clock() < self._next_open:
-                    self._step(b"")  # timers run on, so pending sends fail in time
-                    self._stop.wait(READ_TIMEOUT)
-                    continue
-                try:
-                    port = self._opener(self.url)
-                except Exception as exc:  # any opener error: retry, never die
-                    if not failing:
-                        log.warning("%s: cannot open port: %s", self.url, exc)
-                        self._deliver([LinkDown(f"cannot open {self.url}: {exc}")])
-                    failing = True
-                    self._next_open = self._clock() + delay
-                    delay = min(delay * 2, self._backoff[1])
-                    continue
-                with self._lock:
-                    self._port, self._write_error = port, None
-                    self._write_out()  # the handshake queued by connection_lost
-                delay, failing = self._backoff[0], False
-            try:
-                if self._write_error is not None:
-                    raise self._write_error
-                port = self._port
-                assert port is not None
-                data = port.read(1)  # waits up to READ_TIMEOUT
-                if data:  # then take what else is there (in_waiting is not in SerialBase's stub)
-                    waiting = int(getattr(port, "in_waiting", 0))
-                    if waiting:
-                        data += port.read(min(waiting, MAX_READ))
-                self._step(data)
-            except Exception as exc:  # a vanished port raises SerialException or OSError
-                self._lose_port(str(exc) or type(exc).__name__)
+    def _open(self) -> None:
+        try:
+            port = self._opener(self.url)
+            port.timeout = 0  # reads return what is there; the selector says when
+        except Exception as exc:  # any opener error: retry, never die
+            if not self._failing:
+                log.warning("%s: cannot open port: %s", self.url, exc)
+                self._deliver([LinkDown(f"cannot open {self.url}: {exc}")])
+            self._failing = True
+            with self._lock:
+                self._next_open = self._clock() + self._delay
+                self._reschedule()
+            self._delay = min(self._delay * 2, self._backoff[1])
+            return
+        try:
+            fd: int | None = port.fileno()
+        except Exception:  # loop:// and friends have none
+            fd = None
         with self._lock:
-            last, self._port = self._port, None
-        if last is not None:
-            with contextlib.suppress(Exception):
-                last.close()
+            self._port, self._write_error = port, None
+            if fd is not None:
+                self._loop.watch(self, fd)
+                self._fd = fd
+            self._write_out()  # the handshake queued by connection_lost
+        self._delay, self._failing = self._backoff[0], False
 
     def _lose_port(self, reason: str) -> None:
         log.warning("%s: port lost: %s", self.url, reason)
         with self._lock:
             port, self._port = self._port, None
+            self._drop_fd()
             events = self._session.connection_lost(reason, self._clock())
+            self._next_open = self._clock() + self._backoff[0]
+            self._reschedule()
         if port is not None:
             with contextlib.suppress(Exception):
                 port.close()
-        self._next_open = self._clock() + self._backoff[0]
         self._deliver(events)

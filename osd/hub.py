@@ -1,6 +1,7 @@
-"""Threads shared by the controllers of one process: a timer and a pool for blocking calls.
+"""Threads shared by the controllers of one process: timers, firmware links, blocking calls.
 
-A ``Hub`` owns one timer thread (a heap of deadlines) and a small thread pool. Each
+A ``Hub`` owns one timer thread (a heap of deadlines), one link loop (the I/O of every
+controller's firmware link, ``kvm_protocol.transport.LinkLoop``) and a small thread pool. Each
 controller gets ``Strand``s on that pool: tasks of one strand run one at a time, in
 order, so a controller's server calls never overtake each other, while hundreds of
 controllers share a handful of threads. Nothing here is module-level state: a process
@@ -18,6 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
+
+from kvm_protocol.transport import LinkLoop
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,6 +55,16 @@ class Hub:
         self._timer = threading.Thread(target=self._run_timers, name=f"{name}-timer",
                                        daemon=True)
         self._timer.start()
+        self._links: LinkLoop | None = None
+        self._name = name
+
+    @property
+    def links(self) -> LinkLoop:
+        """The loop that carries the firmware links of this hub's controllers."""
+        with self._cond:
+            if self._links is None:
+                self._links = LinkLoop(clock=self.clock, name=f"{self._name}-links")
+            return self._links
 
     # --- timers ------------------------------------------------------------------------
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
@@ -118,6 +131,8 @@ class Hub:
             self._heap.clear()
             self._cond.notify_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._links is not None:
+            self._links.close()
         if threading.current_thread() is not self._timer:
             self._timer.join(2.0)
 

@@ -15,6 +15,7 @@ the next handshake.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -30,6 +31,7 @@ from kvm_protocol import messages as msg
 from kvm_protocol.keys import KeyEvent, Mod
 from kvm_protocol.results import Lang, ResultCode
 from kvm_protocol.session import Acked, Event, LinkDown, LinkUp, ProtocolIssue, Received, SendFailed
+from kvm_protocol.transport import LinkLoop
 from osd import client as api
 from osd import events as ev
 from osd.hub import Hub, TimerHandle
@@ -108,7 +110,8 @@ class Controller:
         self._own_hub = hub is None
         self.hub = hub or Hub(workers=2)
         self._clock = self.hub.clock
-        self._link_factory = link_factory or _default_link_factory
+        self._link_factory = link_factory or functools.partial(
+            _default_link_factory, loop=self.hub.links)
         self._rng = random.Random()
         self._secret = api.load_or_create_secret(config.state_dir)   # StateDirError if unusable
         self._lock = threading.RLock()
@@ -152,7 +155,10 @@ class Controller:
                 return
             self._started = True
             self._apply(self.machine.start(self._now_ms()))
-        self._link = self._link_factory(self.config.serial_url, self._on_link_event, first_port)
+            # Under the lock: the link's first events (LinkUp may come at once) wait until
+            # ``self._link`` is set, or what they send would be dropped.
+            self._link = self._link_factory(self.config.serial_url, self._on_link_event,
+                                            first_port)
         self._watch_thread = threading.Thread(
             target=self._watch_loop, name=f"kvm-rx-watch-{self.config.name}", daemon=True)
         self._watch_thread.start()
@@ -690,7 +696,8 @@ _MODES: dict[type[ev.Connect | ev.Push | ev.Fetch], Mode] = {
 
 
 def _default_link_factory(url: str, on_event: Callable[[Event], None],
-                          first_port: SerialBase | None) -> Link:
+                          first_port: SerialBase | None, *,
+                          loop: LinkLoop | None = None) -> Link:
     from kvm_protocol import transport
 
     def opener(u: str) -> SerialBase:
@@ -698,7 +705,7 @@ def _default_link_factory(url: str, on_event: Callable[[Event], None],
         port, first_port = first_port, None
         return port if port is not None else transport.open_port(u)
 
-    return transport.Link(url, on_event, opener=opener)
+    return transport.Link(url, on_event, opener=opener, loop=loop)
 
 
 class PortError(Exception):

@@ -130,7 +130,7 @@ def test_pty_vanishing_mid_frame_is_link_down_and_the_link_keeps_trying(
         assert not link.link_up
     finally:
         link.close()
-    assert not link._thread.is_alive()
+    assert not link.running
     downs = [e for e in rec.events if isinstance(e, LinkDown)]
     assert sum("cannot open" in e.reason for e in downs) == 1
 

@@ -113,7 +113,9 @@ def test_many_controllers_with_the_control_endpoint(env: RxEnv, tmp_path: Path) 
         snap = get(url + "/osd", rx="5001").json()
         assert (snap["screen"], snap["user"], snap["feedback"]) == ("login", None, None)
         assert get(url + "/osd", rx="a").json()["rx"] == "5001"   # by name too
-        assert get(url + "/osd", rx="SIM-RX-5002").json()["lang"] == "zh_CN"  # server's say
+        # the server's say (zh_CN) wins over the file's `lang: en` once its watch answered
+        wait_until(lambda: get(url + "/osd", rx="SIM-RX-5002").json()["lang"] == "zh_CN", 20,
+                   "the server's language")
 
         env.sim.type_text("5001", "hxfj")
         env.sim.press("5001", "Tab")
