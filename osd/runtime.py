@@ -64,7 +64,8 @@ class ControllerConfig:
     call_timeout: float = 3.0            # operator calls and reports
     watch_timeout: float = 25.0          # long poll
     heartbeat: tuple[float, float] = (3.0, 5.0)      # jittered interval of state reports
-    server_retry: tuple[float, float] = (0.5, 5.0)   # backoff while the server is unreachable
+    server_retry: tuple[float, float] = (0.25, 1.0)  # backoff while the server is unreachable
+    report_delay: float = 0.3             # a changed state is reported this long after the change
     announce_retry: tuple[float, float] = (1.0, 30.0)  # backoff while pending / refused
     name: str = ""                        # label for logs and the control endpoint
 
@@ -510,7 +511,11 @@ class Controller:
         if not force and self._current_report() == self.shown.last_report:
             return
         self._report_queued = True
-        self._bg.submit(self._report)
+        # Changes that come together (a push switching many heads, a reboot) make one report,
+        # and the switches themselves never wait behind the reports of others.
+        delay = 0.0 if force else self.config.report_delay
+        self.hub.call_later(delay * self._rng.uniform(1.0, 2.0),
+                            lambda: self._bg.submit(self._report))
 
     def _report(self) -> None:
         with self._lock:
@@ -553,8 +558,11 @@ class Controller:
                 if self._stopped:
                     return
                 client, generation = self.client, self._generation
+                # After a failure, ask for an answer at once: the server's state then confirms
+                # (or corrects) the routing and the status line recovers without waiting.
+                resync = self.server_ok is not True
             assert client is not None
-            out = client.watch(generation)
+            out = client.watch(generation, timeout=0 if resync else None)
             delay = 0.0
             with self._lock:
                 if self._stopped:
