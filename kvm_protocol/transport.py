@@ -17,6 +17,8 @@ import contextlib
 import heapq
 import itertools
 import logging
+import os
+import select
 import selectors
 import socket
 import threading
@@ -25,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 
 import serial
+from serial.urlhandler import protocol_socket
 
 from kvm_protocol.messages import Hello, Message
 from kvm_protocol.session import Event, LinkDown, Role, Session, SessionConfig
@@ -38,15 +41,78 @@ MAX_READ = 65536
 CLOSE_WAIT_S = 5.0  # bound on waiting for the loop thread to let go of a closed link
 
 
+class _SocketSerial(protocol_socket.Serial):
+    """pyserial's ``socket://`` port, opened without ``select.select`` (see ``_read_now``)."""
+
+    def reset_input_buffer(self) -> None:
+        if not self.is_open:
+            raise serial.PortNotOpenError()
+        sock: socket.socket = self._socket  # type: ignore[attr-defined]
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while sock.recv(4096):   # non-blocking: drains what is there
+                pass
+
+
 def open_port(url: str, *, timeout: float = READ_TIMEOUT) -> serial.SerialBase:
     """Open ``url`` at 115200 8N1; a stuck write fails after 1 s instead of hanging."""
-    port = serial.serial_for_url(url, baudrate=BAUDRATE, timeout=timeout, write_timeout=1.0)
+    if url.startswith("socket://"):
+        port: serial.SerialBase = _SocketSerial(url, baudrate=BAUDRATE, timeout=timeout,
+                                                write_timeout=1.0)
+    else:
+        port = serial.serial_for_url(url, baudrate=BAUDRATE, timeout=timeout,
+                                     write_timeout=1.0)
     sock = getattr(port, "_socket", None)  # socket:// -- pyserial has no public accessor
     if isinstance(sock, socket.socket):
         # Small frames back to back: without this, Nagle + delayed ACK add up to 40 ms.
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return port
+
+
+WRITE_TIMEOUT = 1.0  # a write that cannot go out for this long loses the port
+
+
+def _read_now(port: serial.SerialBase, fd: int | None) -> bytes:
+    """What is there to read (the selector said the port is readable).
+
+    A port with a descriptor is read directly: pyserial's own read calls ``select.select``,
+    which fails for descriptors above 1,023, and a controller host has thousands.
+    """
+    if fd is None:
+        return bytes(port.read(MAX_READ))   # timeout 0
+    sock = getattr(port, "_socket", None)
+    try:
+        data = sock.recv(MAX_READ) if isinstance(sock, socket.socket) else os.read(fd, MAX_READ)
+    except (BlockingIOError, InterruptedError):
+        return b""
+    if not data:
+        raise serial.SerialException("port closed by the other end")
+    return data
+
+
+def _write_all(port: serial.SerialBase, fd: int | None, data: bytes) -> None:
+    """Write ``data`` (pyserial's write also calls ``select.select``; see ``_read_now``)."""
+    if fd is None:
+        port.write(data)
+        return
+    sock = getattr(port, "_socket", None)
+    view = memoryview(data)
+    deadline = time.monotonic() + WRITE_TIMEOUT
+    poller: select.poll | None = None
+    while view:
+        try:
+            n = sock.send(view) if isinstance(sock, socket.socket) else os.write(fd, view)
+            view = view[n:]
+            continue
+        except (BlockingIOError, InterruptedError):
+            pass
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise serial.SerialTimeoutException("write timeout")
+        if poller is None:
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+        poller.poll(left * 1000)
 
 
 class LinkLoop:
@@ -310,7 +376,7 @@ class Link:
         if not data or self._port is None or self._write_error is not None:
             return  # no port: the bytes are lost, the session retries what matters
         try:
-            self._port.write(data)
+            _write_all(self._port, self._fd, data)
         except (serial.SerialException, OSError) as exc:
             self._write_error = exc  # the loop drops the port
 
@@ -340,7 +406,7 @@ class Link:
             port = self._port
             if port is None:
                 return
-            data = port.read(MAX_READ)  # timeout 0: what is there
+            data = _read_now(port, self._fd)
         except Exception as exc:  # a vanished port raises SerialException or OSError
             self._lose_port(str(exc) or type(exc).__name__)
             return

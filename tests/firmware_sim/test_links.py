@@ -284,3 +284,45 @@ def test_the_controllers_transport_drives_a_simulated_rx(sim: Simulator) -> None
         key = wait(lambda e: isinstance(e, Received) and isinstance(e.message, KeyInput),
                    "KeyInput")
         assert isinstance(key, Received) and key.message == KeyInput(0x3A, 0, True)
+
+
+def test_links_on_one_loop_work_with_descriptors_above_1023(sim: Simulator) -> None:
+    """A controller host has thousands of sockets, and select.select() cannot take a
+    descriptor above 1,023: the link loop must open, read and write such ports."""
+    import os
+    import queue
+    import resource
+
+    from kvm_protocol.session import Received
+    from kvm_protocol.transport import Link, LinkLoop
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1300:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    loop = LinkLoop()
+    events: queue.Queue[object] = queue.Queue()
+    try:
+        link = Link(sim.ports()["5003"]["url"], events.put, loop=loop)
+
+        def wait(pred: object, what: str) -> object:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    e = events.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if pred(e):  # type: ignore[operator]
+                    return e
+            raise AssertionError(f"timed out waiting for {what}")
+
+        wait(lambda e: isinstance(e, LinkUp), "LinkUp")
+        assert link._fd is not None and link._fd > 1023
+        seq = link.send(SwitchHead(1, "0002", 1))
+        got = wait(lambda e: isinstance(e, Received) and isinstance(e.message, SwitchResult),
+                   "SwitchResult")
+        assert isinstance(got, Received) and got.message == SwitchResult(seq, 1, SwitchStatus.OK)
+    finally:
+        loop.close()
+        for fd in filler:
+            os.close(fd)

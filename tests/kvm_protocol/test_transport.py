@@ -210,3 +210,4 @@ def test_many_links_in_one_process_and_a_failing_callback() -> None:
             link.close()
         for srv in servers:
             srv.close()
+
