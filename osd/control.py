@@ -4,7 +4,7 @@
 renders models onto transparent RGBA surfaces (one pygame renderer per process, shared
 by every controller under a lock); ``ControlServer`` serves both on 127.0.0.1:
 
-- ``GET /controllers``                      every controller: rx, serial, link, server
+- ``GET /controllers``                      each controller: rx, link, server, status, converged
 - ``GET /osd?rx=5001``                      the OSD state of one controller
 - ``GET /osd.png?rx=5001[&w=1920&h=1080]``  the overlay plane, RGBA, transparent where empty
 """
@@ -50,11 +50,7 @@ def osd_snapshot(ctrl: Controller) -> dict[str, Any]:
     state = machine.state
     model = machine.model
     menu = model.menu or ctrl.shown.last_menu
-    status = ""
-    if model.login is not None:
-        status = model.login.status.text
-    elif state.connectivity is not None:
-        status = state.connectivity.text(model.lang)
+    status = _status_text(ctrl)
     rec = ctrl.reconciler
     desired = rec.desired or {}
     identity = ctrl.identity
@@ -88,8 +84,21 @@ def osd_snapshot(ctrl: Controller) -> dict[str, Any]:
     }
 
 
+def _status_text(ctrl: Controller) -> str:
+    """The login screen's status line, or what it would say (call with the lock held)."""
+    model = ctrl.machine.model
+    if model.login is not None:
+        return model.login.status.text
+    connectivity = ctrl.machine.state.connectivity
+    return connectivity.text(model.lang) if connectivity is not None else ""
+
+
 def controller_summary(ctrl: Controller) -> dict[str, Any]:
+    """One row of ``GET /controllers``: enough to tell whether the controller is in sync."""
     identity = ctrl.identity
+    with ctrl._lock:
+        status = _status_text(ctrl)
+        converged = ctrl.reconciler.converged
     return {
         "rx": ctrl.rx_id,
         "name": ctrl.config.name,
@@ -99,6 +108,8 @@ def controller_summary(ctrl: Controller) -> dict[str, Any]:
         "adopted": ctrl.adopted is not None,
         "server_ok": ctrl.server_ok,
         "screen": ctrl.machine.kind.value,
+        "status": status,
+        "converged": converged,
     }
 
 
