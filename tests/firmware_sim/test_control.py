@@ -257,6 +257,10 @@ def test_run_as_a_process(tmp_path: Path) -> None:
         host.close()
     finally:
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=30)
+        try:
+            _out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:   # never leave the child behind
+            proc.kill()
+            _out, err = proc.communicate()
     assert proc.returncode == 0, err
     assert b"Traceback" not in err

@@ -76,16 +76,26 @@ def start(argv: list[str], tmp: Path) -> tuple[subprocess.Popen[str], str]:
                                 stdout=subprocess.PIPE, stderr=log)
     assert proc.stdout is not None
     line = proc.stdout.readline()   # bounded: the process prints it or exits (EOF)
-    assert line.startswith("kvm-rx: control endpoint http://127.0.0.1:"), (
-        line, (tmp / "rx.log").read_text())
+    if not line.startswith("kvm-rx: control endpoint http://127.0.0.1:"):
+        _reap(proc)   # never leave a child behind (its ResourceWarning hits a later test)
+        raise AssertionError((line, (tmp / "rx.log").read_text()))
     return proc, line.split()[-1]
+
+
+def _reap(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(15)
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def stop(proc: subprocess.Popen[str], tmp: Path) -> None:
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(15) == 0
-    assert proc.stdout is not None
-    proc.stdout.close()
+    try:
+        assert proc.wait(15) == 0
+    finally:
+        _reap(proc)
     log = (tmp / "rx.log").read_text()
     assert "Traceback" not in log, log
 
