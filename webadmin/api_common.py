@@ -293,6 +293,12 @@ def no_unknown_args(*allowed: str) -> None:
 # --- result bodies -----------------------------------------------------------------------
 
 
+_TEXTS: dict[ResultCode, dict[str, str]] = {}
+
+
 def texts(code: ResultCode) -> dict[str, str]:
-    """``{"zh_CN": ..., "en": ...}`` for a result code."""
-    return {lang: code.text(lang) for lang in LANGS}
+    """``{"zh_CN": ..., "en": ...}`` for a result code (a fresh dict: callers may change it)."""
+    cached = _TEXTS.get(code)
+    if cached is None:
+        cached = _TEXTS[code] = {lang: code.text(lang) for lang in LANGS}
+    return dict(cached)

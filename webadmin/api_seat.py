@@ -190,8 +190,11 @@ def _act(action: str) -> Response:
     _commit_and_notify(notify)
     extra: dict[str, Any] = {}
     if action == "push" and outcome.targets:
+        # One texts dict per result code, shared by the targets with that code (a push to
+        # `all` has a thousand targets and a handful of codes); the body is only encoded.
+        by_code = {code: texts(code) for code in {t.code for t in outcome.targets}}
         extra["targets"] = [
-            {"id": t.target, "result": t.code.value, "text": texts(t.code)}
+            {"id": t.target, "result": t.code.value, "text": by_code[t.code]}
             for t in outcome.targets
         ]
         failures = [(t.target, t.code) for t in outcome.targets if not t.code.ok]

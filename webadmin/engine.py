@@ -186,15 +186,16 @@ def _actor(snap: Snapshot, user: str, rx_id: str) -> User | ResultCode:
 
 
 def _set(
-    snap: Snapshot, rx_id: str, want: facts.Layout, set_by: str, *, push: bool
+    snap: Snapshot, rx_id: str, want: facts.Layout, set_by: str, *, push: bool,
+    seats: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[RouteChange]:
     """Changes that make every head of `rx_id` show `want`.
 
     A push marks a route ``pushed`` unless the user logged in at that seat has the Tx in
     their own view scope; with nobody logged in it is marked too, so whoever logs in
-    there later sees it only as a push (SPEC 1.4 rule 1).
+    there later sees it only as a push (SPEC 1.4 rule 1). `seats`: ``facts.seat_index``.
     """
-    viewer = facts.active_user(snap, facts.session_user(snap, rx_id)) if push else None
+    viewer = facts.active_user(snap, facts.session_user(snap, rx_id, seats)) if push else None
     changes = []
     for head, source in enumerate(want, start=1):
         route = None
@@ -288,6 +289,12 @@ def push(snap: Snapshot, user: str, rx_id: str, text: str) -> Outcome:
         return Outcome(R.NOT_CONNECTED)
     if not all(facts.may_view(who, tx) for tx, _ in sig):
         return Outcome(R.OUT_OF_SCOPE)   # no passing on a signal pushed from outside
+    # A push to `all` looks at every Rx: the per-Rx lookups (splicing wall, seat, the
+    # signal spread on 1-4 heads) are built once here, with the same answers as
+    # ``facts.push_targets``/``push_is_same``/``session_user`` give one Rx at a time.
+    walls = facts.splice_index(snap)
+    seats = facts.seat_index(snap)
+    spreads = {n: facts.spread(sig, n) for n in range(1, 5)}   # facts.heads is 1..4
     results: list[TargetResult] = []
     changes: dict[tuple[str, int], RouteChange] = {}
     for target in targets:
@@ -295,14 +302,17 @@ def push(snap: Snapshot, user: str, rx_id: str, text: str) -> Outcome:
             code = R.OUT_OF_SCOPE
         elif not facts.reachable(snap.devices[target]):
             code = R.OFFLINE
-        elif facts.push_is_same(snap, sig, target):
-            code = R.SAME_SOURCE
         else:
-            code = R.PUSHED
-            for rx in facts.push_targets(snap, target):
-                want = facts.spread(sig, facts.heads(snap, rx))
-                for change in _set(snap, rx, want, user, push=True):
-                    changes.setdefault((change.rx_id, change.head), change)
+            wall = walls.get(target)
+            group = (target,) if wall is None else wall.tiles
+            wants = [(rx, spreads[facts.heads(snap, rx)]) for rx in group]
+            if all(facts.layout(snap, rx) == want for rx, want in wants):
+                code = R.SAME_SOURCE
+            else:
+                code = R.PUSHED
+                for rx, want in wants:
+                    for change in _set(snap, rx, want, user, push=True, seats=seats):
+                        changes.setdefault((change.rx_id, change.head), change)
         results.append(TargetResult(target, code))
     code = _push_code([r.code for r in results])
     return Outcome(code, tuple(changes.values()), tuple(results))

@@ -7,6 +7,7 @@ a *signal* is the non-empty part of a layout in head order: what a push sends.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -78,12 +79,38 @@ def seat_screens(snap: Snapshot, rx_id: str) -> tuple[str, ...]:
     return (rx_id,)
 
 
-def session_user(snap: Snapshot, rx_id: str) -> str | None:
-    """Who is logged in at the seat of `rx_id` (a login serves every screen of the seat)."""
+def seat_index(snap: Snapshot) -> dict[str, tuple[str, ...]]:
+    """Screen -> the screens of its seat (the first seat naming it, as ``seat_screens``);
+    Rx in no seat are absent. For decisions that look at many Rx of one snapshot."""
+    index: dict[str, tuple[str, ...]] = {}
+    for seat in snap.seats:
+        for screen in seat.screens:
+            index.setdefault(screen, seat.screens)
+    return index
+
+
+def splice_index(snap: Snapshot) -> dict[str, Wall]:
+    """Tile -> the splicing wall it belongs to (the first, as ``splicing_wall``)."""
+    index: dict[str, Wall] = {}
+    for wall in snap.walls:
+        if wall.splice:
+            for tile in wall.tiles:
+                index.setdefault(tile, wall)
+    return index
+
+
+def session_user(
+    snap: Snapshot, rx_id: str, seats: Mapping[str, tuple[str, ...]] | None = None
+) -> str | None:
+    """Who is logged in at the seat of `rx_id` (a login serves every screen of the seat).
+
+    `seats` is ``seat_index(snap)`` when the caller has it (same answer, no seat scan).
+    """
     name = snap.sessions.get(rx_id)
     if name is not None:
         return name
-    for screen in seat_screens(snap, rx_id):
+    screens = seat_screens(snap, rx_id) if seats is None else seats.get(rx_id, (rx_id,))
+    for screen in screens:
         name = snap.sessions.get(screen)
         if name is not None:
             return name
@@ -102,10 +129,11 @@ def splicing_wall(snap: Snapshot, rx_id: str) -> Wall | None:
 
 def layout(snap: Snapshot, rx_id: str) -> Layout:
     """What each head of `rx_id` shows, exactly `heads` long."""
-    routes = tuple(snap.routing.get(rx_id, ()))
     n = heads(snap, rx_id)
-    padded = routes[:n] + (None,) * (n - len(routes[:n]))
-    return tuple(None if r is None else (r.tx_id, r.tx_head) for r in padded)
+    shown = tuple(
+        None if r is None else (r.tx_id, r.tx_head) for r in snap.routing.get(rx_id, ())[:n]
+    )
+    return shown + (None,) * (n - len(shown))
 
 
 def signal(snap: Snapshot, rx_id: str) -> Signal:
