@@ -267,9 +267,10 @@ class _Upsert:
     processors of its columns (what ``Connection.execute`` would apply to every row)."""
 
     sql: str
-    names: tuple[str, ...]                          # parameter order (positional styles)
+    names: tuple[str, ...]                          # driver parameters, in SQL order
+    order: tuple[int, ...]                          # their index in _ROUTE_COLUMNS
     positional: bool
-    procs: tuple[Callable[[Any], Any] | None, ...]  # per name
+    procs: tuple[Callable[[Any], Any] | None, ...]  # per _ROUTE_COLUMNS entry
 
 
 def _compile_upsert(conn: Any) -> _Upsert:
@@ -288,46 +289,53 @@ def _compile_upsert(conn: Any) -> _Upsert:
     )
     compiled = stmt.compile(dialect=dialect, column_keys=list(_ROUTE_COLUMNS))
     names = tuple(compiled.positiontup or _ROUTE_COLUMNS)
-    if set(names) != set(_ROUTE_COLUMNS) or set(compiled.binds) != set(_ROUTE_COLUMNS):
+    if sorted(names) != sorted(_ROUTE_COLUMNS) or set(compiled.binds) != set(_ROUTE_COLUMNS):
         raise RuntimeError(f"unexpected routes upsert parameters {sorted(compiled.binds)}")
     procs = tuple(
-        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        for name in _ROUTE_COLUMNS
     )
-    return _Upsert(compiled.string, names, bool(compiled.positional), procs)
+    order = tuple(_ROUTE_COLUMNS.index(name) for name in names)
+    return _Upsert(compiled.string, names, order, bool(compiled.positional), procs)
 
 
-def _upsert_routes(s: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert or update (rx_pk, head) rows in one executemany of a statement compiled once.
+def _processed(proc: Callable[[Any], Any], values: Iterable[Any]) -> list[Any]:
+    """`proc` applied to every value, once per distinct value (every row of a write has the
+    same ``set_at``, and a few distinct flags)."""
+    memo: dict[tuple[type, Any], Any] = {}
+    out = []
+    for value in values:
+        key = (type(value), value)
+        try:
+            done = memo[key]
+        except KeyError:
+            done = memo[key] = proc(value)
+        out.append(done)
+    return out
+
+
+def _upsert_routes(s: Session, rows: list[tuple[Any, ...]]) -> None:
+    """Insert or update routes rows (tuples in ``_ROUTE_COLUMNS`` order) in one executemany
+    of a statement compiled once.
 
     The driver gets the rows as ``Connection.execute`` would pass them (same SQL, same bind
     processing), without SQLAlchemy's per-row parameter handling: a push to 1,000 Rx writes
     1,000 rows, and that handling cost more than the statement itself.
     """
+    if not rows:
+        return
     conn = s.connection()
     up = _UPSERTS.get(conn.dialect.name)
     if up is None:
         up = _UPSERTS[conn.dialect.name] = _compile_upsert(conn)
-    # Processed values memoised per call: every row has the same `set_at`, and the few
-    # distinct booleans; processing a timestamp a thousand times was the dearest part.
-    memo: dict[tuple[str, type, Any], Any] = {}
-
-    def processed(name: str, proc: Callable[[Any], Any], value: Any) -> Any:
-        key = (name, type(value), value)
-        try:
-            return memo[key]
-        except KeyError:
-            out = memo[key] = proc(value)
-            return out
-
-    def values(row: dict[str, Any]) -> list[Any]:
-        return [row[n] if p is None else processed(n, p, row[n])
-                for n, p in zip(up.names, up.procs, strict=True)]
-
-    params: list[Any]
-    if up.positional:
-        params = [tuple(values(row)) for row in rows]
-    else:
-        params = [dict(zip(up.names, values(row), strict=True)) for row in rows]
+    columns: list[Iterable[Any]] = list(zip(*rows, strict=True))
+    for i, proc in enumerate(up.procs):
+        if proc is not None:
+            columns[i] = _processed(proc, columns[i])
+    ordered = zip(*(columns[i] for i in up.order), strict=True)
+    params: list[Any] = (
+        list(ordered) if up.positional else [dict(zip(up.names, r, strict=True)) for r in ordered]
+    )
     conn.exec_driver_sql(up.sql, params)
 
 
@@ -346,17 +354,17 @@ def store_changes(
         return set()
     db.bump_versions(s, "routing_version")
     now = m.utcnow()
-    rows: dict[tuple[int, int], dict[str, Any]] = {}
+    rows: dict[tuple[int, int], tuple[Any, ...]] = {}   # in _ROUTE_COLUMNS order
     for ch in changes:
         rx_pk = pk_of[ch.rx_id]
         route = ch.route
-        tx_pk = None if route is None else pk_of.get(route.tx_id)
-        rows[(rx_pk, ch.head)] = {
-            "rx_pk": rx_pk, "head": ch.head, "tx_pk": tx_pk,
-            "tx_head": None if route is None else route.tx_head,
-            "set_by": (actor if route is None else route.set_by or actor)[:64],
-            "set_at": now, "pushed": bool(route is not None and route.pushed),
-        }
+        if route is None:
+            rows[(rx_pk, ch.head)] = (rx_pk, ch.head, None, None, actor[:64], now, False)
+        else:
+            rows[(rx_pk, ch.head)] = (
+                rx_pk, ch.head, pk_of.get(route.tx_id), route.tx_head,
+                (route.set_by or actor)[:64], now, bool(route.pushed),
+            )
     _upsert_routes(s, list(rows.values()))
     db.pending(s).setdefault("routing", []).append((built, changes, actor))
     return {ch.rx_id for ch in changes}

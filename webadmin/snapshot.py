@@ -466,11 +466,14 @@ class SnapshotCache:
                 size = max(len(heads), ch.head, cfg.heads.get(ch.rx_id, 1))
                 heads += [None] * (size - len(heads))
                 route = ch.route
-                heads[ch.head - 1] = (
-                    None if route is None or route.tx_id not in cfg.pk_of
-                    else engine.Route(route.tx_id, route.tx_head or 1, route.set_by or actor,
-                                      bool(route.pushed))
-                )
+                if route is None or route.tx_id not in cfg.pk_of:
+                    heads[ch.head - 1] = None
+                elif route.tx_head and route.set_by and type(route.pushed) is bool:
+                    heads[ch.head - 1] = route   # already what the rebuild below would give
+                else:
+                    heads[ch.head - 1] = engine.Route(
+                        route.tx_id, route.tx_head or 1, route.set_by or actor, bool(route.pushed)
+                    )
                 patched[ch.rx_id] = tuple(heads)
             self._routing = ((cv, after[2]), (patched, sessions))
             self.builds["patched"] += 1
@@ -496,6 +499,11 @@ class SnapshotCache:
 def screens_of(built: Built, rx_ids: Iterable[str]) -> set[str]:
     """Every screen of the seats of `rx_ids`."""
     out: set[str] = set()
+    seat_of = built.config.seat_of
     for rx in rx_ids:
-        out.update(built.seat(rx).screens)
+        seat = seat_of.get(rx)
+        if seat is None:
+            out.add(rx)     # an Rx in no seat is a seat of its own (``Built.seat``)
+        else:
+            out.update(seat.screens)
     return out
