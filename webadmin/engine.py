@@ -188,20 +188,26 @@ def _actor(snap: Snapshot, user: str, rx_id: str) -> User | ResultCode:
 def _set(
     snap: Snapshot, rx_id: str, want: facts.Layout, set_by: str, *, push: bool,
     seats: Mapping[str, tuple[str, ...]] | None = None,
+    made: dict[tuple[facts.Source, bool], Route] | None = None,
 ) -> list[RouteChange]:
     """Changes that make every head of `rx_id` show `want`.
 
     A push marks a route ``pushed`` unless the user logged in at that seat has the Tx in
     their own view scope; with nobody logged in it is marked too, so whoever logs in
-    there later sees it only as a push (SPEC 1.4 rule 1). `seats`: ``facts.seat_index``.
+    there later sees it only as a push (SPEC 1.4 rule 1). `seats`: ``facts.seat_index``;
+    `made`: routes already made by this decision, shared (they are immutable).
     """
     viewer = facts.active_user(snap, facts.session_user(snap, rx_id, seats)) if push else None
     changes = []
     for head, source in enumerate(want, start=1):
         route = None
         if source is not None:
-            tx_id, tx_head = source
-            route = Route(tx_id, tx_head, set_by, push and not facts.may_view(viewer, tx_id))
+            marked = push and not facts.may_view(viewer, source[0])
+            route = None if made is None else made.get((source, marked))
+            if route is None:
+                route = Route(source[0], source[1], set_by, marked)
+                if made is not None:
+                    made[(source, marked)] = route
         changes.append(RouteChange(rx_id, head, route))
     return changes
 
@@ -295,6 +301,7 @@ def push(snap: Snapshot, user: str, rx_id: str, text: str) -> Outcome:
     walls = facts.splice_index(snap)
     seats = facts.seat_index(snap)
     spreads = {n: facts.spread(sig, n) for n in range(1, 5)}   # facts.heads is 1..4
+    made: dict[tuple[facts.Source, bool], Route] = {}
     results: list[TargetResult] = []
     changes: dict[tuple[str, int], RouteChange] = {}
     for target in targets:
@@ -306,12 +313,12 @@ def push(snap: Snapshot, user: str, rx_id: str, text: str) -> Outcome:
             wall = walls.get(target)
             group = (target,) if wall is None else wall.tiles
             wants = [(rx, spreads[facts.heads(snap, rx)]) for rx in group]
-            if all(facts.layout(snap, rx) == want for rx, want in wants):
+            if all(facts.shows(snap, rx, want) for rx, want in wants):
                 code = R.SAME_SOURCE
             else:
                 code = R.PUSHED
                 for rx, want in wants:
-                    for change in _set(snap, rx, want, user, push=True, seats=seats):
+                    for change in _set(snap, rx, want, user, push=True, seats=seats, made=made):
                         changes.setdefault((change.rx_id, change.head), change)
         results.append(TargetResult(target, code))
     code = _push_code([r.code for r in results])

@@ -136,6 +136,20 @@ def layout(snap: Snapshot, rx_id: str) -> Layout:
     return shown + (None,) * (n - len(shown))
 
 
+def shows(snap: Snapshot, rx_id: str, want: Layout) -> bool:
+    """``layout(snap, rx_id) == want`` for a `want` of ``heads(snap, rx_id)`` heads, without
+    building the layout (a push to ``all`` asks it of every Rx)."""
+    routes = snap.routing.get(rx_id, ())
+    for i, source in enumerate(want):
+        route = routes[i] if i < len(routes) else None
+        if route is None:
+            if source is not None:
+                return False
+        elif source is None or (route.tx_id, route.tx_head) != source:
+            return False
+    return True
+
+
 def signal(snap: Snapshot, rx_id: str) -> Signal:
     """What `rx_id` shows, empty heads left out (primary first)."""
     return tuple(source for source in layout(snap, rx_id) if source is not None)
