@@ -187,7 +187,7 @@ class Fabric:
             p = heapq.heappop(self._pending)
             if self._head_due.get((p.rx, p.head)) == p.due:
                 del self._head_due[(p.rx, p.head)]
-            self._complete(p)
+            self._complete(p, now)
 
     def switch_status(self, rx: Rx, tx_id: str, tx_head: int) -> SwitchStatus:
         """What a switch of `rx` to Tx `tx_id` head `tx_head` would answer now."""
@@ -208,7 +208,7 @@ class Fabric:
             return SwitchStatus.NO_VIDEO
         return SwitchStatus.OK
 
-    def _complete(self, p: _Pending) -> None:
+    def _complete(self, p: _Pending, now: float) -> None:
         rx = self.rx[p.rx]
         if not rx.power or self._boot[p.rx] != p.boot:
             return                                  # the Rx rebooted meanwhile
@@ -220,6 +220,8 @@ class Fabric:
         before = (head.source, head.video)
         ok = status is SwitchStatus.OK and p.tx_id != ""
         self._tune(rx.id, p.head, head, (p.tx_id, p.tx_head) if ok else None)
+        if head.source != before[0]:
+            head.since = now
         head.video = self._picture(rx, head)
         self._emit(rx.id, SwitchResult(p.request_seq, p.head, status), p.conn)
         if (head.source, head.video) != before:
@@ -387,7 +389,7 @@ class Fabric:
         elif kind == "power-off" and rx.power:
             for n, head in enumerate(rx.heads, 1):
                 self._tune(rx.id, n, head, None)
-                head.video = False
+                head.video, head.since = False, None
             rx.overlay = False
             rx.power = False
             self._boot[rx.id] += 1
@@ -419,7 +421,8 @@ class Fabric:
             "power": rx.power, "network": rx.network, "online": rx.online,
             "overlay": rx.overlay,
             "heads": [
-                {"head": n, "source": format_source(h.source), "video": h.video}
+                {"head": n, "source": format_source(h.source), "video": h.video,
+                 "since": h.since}
                 for n, h in enumerate(rx.heads, 1)
             ],
             "seat": seat.name if seat.name in self.seats else None,

@@ -74,6 +74,7 @@ class Head:
 
     source: Source | None = None
     video: bool = False
+    since: float | None = None  # when the source last changed (simulator clock = time.monotonic)
 
 
 @dataclass(slots=True)

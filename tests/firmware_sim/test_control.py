@@ -55,8 +55,8 @@ def test_state_and_ports(served: tuple[Simulator, str]) -> None:
     status, state = call(url, "GET", "/state")
     assert status == 200
     assert [d["id"] for d in state["tx"]] == ["0001", "0002", "0003"]
-    assert state["rx"][0]["heads"] == [{"head": 1, "source": None, "video": False},
-                                       {"head": 2, "source": None, "video": False}]
+    assert state["rx"][0]["heads"] == [{"head": 1, "source": None, "video": False, "since": None},
+                                       {"head": 2, "source": None, "video": False, "since": None}]
     assert state["rx"][0]["link"]["connected"] is False
     status, ports = call(url, "GET", "/ports")
     assert status == 200 and ports["5001"]["url"].startswith("socket://127.0.0.1:")

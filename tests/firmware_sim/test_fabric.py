@@ -76,6 +76,21 @@ def test_failed_switch_clears_what_the_head_showed(fabric: Fabric) -> None:
     assert shows(fabric, "5001") == (None, False)
 
 
+def test_state_says_when_each_head_last_changed_source(fabric: Fabric) -> None:
+    def since() -> object:
+        return fabric.rx_state(fabric.rx["5001"])["heads"][0]["since"]
+
+    assert since() is None                                  # never switched
+    fabric.switch("5001", 1, "0001", 1, now=5.0)
+    assert since() == 5.0
+    fabric.switch("5001", 1, "0001", 1, now=6.0)            # same source: no change
+    assert since() == 5.0
+    fabric.switch("5001", 1, "0001", 2, now=7.0)
+    assert since() == 7.0
+    fabric.fault("5001", "power-off")
+    assert since() is None
+
+
 def test_switch_to_missing_rx_head_changes_nothing(fabric: Fabric) -> None:
     fabric.switch("5002", 1, "0001", 1, now=0.0)
     fabric.drain()
@@ -302,7 +317,7 @@ def test_state_is_json_and_tells_what_is_shown(fabric: Fabric) -> None:
     state = json.loads(json.dumps(fabric.snapshot()))
     rx = {d["id"]: d for d in state["rx"]}
     tx = {d["id"]: d for d in state["tx"]}
-    assert rx["5011"]["heads"] == [{"head": 1, "source": "0001:1", "video": True}]
+    assert rx["5011"]["heads"] == [{"head": 1, "source": "0001:1", "video": True, "since": 0.0}]
     assert rx["5011"]["wall"] == "wall-1"
     assert rx["5001"]["seat"] == "seat-A" and rx["5003"]["seat"] is None
     assert tx["0003"]["stream_ok"] is False and tx["0003"]["video"] == [True, False, True, True]

@@ -61,7 +61,10 @@ def test_switch_head_answers_and_reports(sim: Simulator) -> None:
     result = host.received(SwitchResult)
     assert result == SwitchResult(seq, 1, SwitchStatus.OK)
     assert host.received(HeadStatus) == HeadStatus(1, "0001", 1, True)
-    assert rx_state(sim, "5001")["heads"][0] == {"head": 1, "source": "0001:1", "video": True}
+    head = rx_state(sim, "5001")["heads"][0]
+    assert {k: head[k] for k in ("head", "source", "video")} == {
+        "head": 1, "source": "0001:1", "video": True}
+    assert isinstance(head["since"], float)   # when it switched, on the simulator's clock
     seq = host.send(SwitchHead(2, "0002", 1))
     sim.fault("0002", "power-off")        # may land before or after: either way it is reported
     result = host.received(SwitchResult)
