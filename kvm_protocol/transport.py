@@ -38,6 +38,7 @@ BAUDRATE = 115200
 READ_TIMEOUT = 0.05  # polling period of a port without a file descriptor (loop://)
 MAX_SLEEP = 1.0  # the loop looks around at least this often
 MAX_READ = 65536
+WRITE_TIMEOUT = 1.0  # a write that cannot go out for this long fails (the port is dropped)
 CLOSE_WAIT_S = 5.0  # bound on waiting for the loop thread to let go of a closed link
 
 
@@ -57,10 +58,10 @@ def open_port(url: str, *, timeout: float = READ_TIMEOUT) -> serial.SerialBase:
     """Open ``url`` at 115200 8N1; a stuck write fails after 1 s instead of hanging."""
     if url.startswith("socket://"):
         port: serial.SerialBase = _SocketSerial(url, baudrate=BAUDRATE, timeout=timeout,
-                                                write_timeout=1.0)
+                                                write_timeout=WRITE_TIMEOUT)
     else:
         port = serial.serial_for_url(url, baudrate=BAUDRATE, timeout=timeout,
-                                     write_timeout=1.0)
+                                     write_timeout=WRITE_TIMEOUT)
     sock = getattr(port, "_socket", None)  # socket:// -- pyserial has no public accessor
     if isinstance(sock, socket.socket):
         # Small frames back to back: without this, Nagle + delayed ACK add up to 40 ms.
@@ -69,20 +70,17 @@ def open_port(url: str, *, timeout: float = READ_TIMEOUT) -> serial.SerialBase:
     return port
 
 
-WRITE_TIMEOUT = 1.0  # a write that cannot go out for this long loses the port
-
-
 def _read_now(port: serial.SerialBase, fd: int | None) -> bytes:
     """What is there to read (the selector said the port is readable).
 
-    A port with a descriptor is read directly: pyserial's own read calls ``select.select``,
-    which fails for descriptors above 1,023, and a controller host has thousands.
+    A port with a descriptor (a tty or a socket, both non-blocking) is read directly:
+    pyserial's own read calls ``select.select``, which fails for descriptors above 1,023,
+    and a controller host has thousands.
     """
     if fd is None:
         return bytes(port.read(MAX_READ))   # timeout 0
-    sock = getattr(port, "_socket", None)
     try:
-        data = sock.recv(MAX_READ) if isinstance(sock, socket.socket) else os.read(fd, MAX_READ)
+        data = os.read(fd, MAX_READ)
     except (BlockingIOError, InterruptedError):
         return b""
     if not data:
@@ -95,14 +93,12 @@ def _write_all(port: serial.SerialBase, fd: int | None, data: bytes) -> None:
     if fd is None:
         port.write(data)
         return
-    sock = getattr(port, "_socket", None)
     view = memoryview(data)
     deadline = time.monotonic() + WRITE_TIMEOUT
     poller: select.poll | None = None
     while view:
         try:
-            n = sock.send(view) if isinstance(sock, socket.socket) else os.write(fd, view)
-            view = view[n:]
+            view = view[os.write(fd, view):]
             continue
         except (BlockingIOError, InterruptedError):
             pass
@@ -139,10 +135,6 @@ class LinkLoop:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def in_loop(self) -> bool:
         return threading.current_thread() is self._thread
@@ -400,15 +392,16 @@ class Link:
     def _on_readable(self) -> None:
         if self._stopped:
             return
+        port = self._port
+        if port is None:
+            return
+        if self._write_error is not None:
+            self._lose_port(self._write_error)
+            return
         try:
-            if self._write_error is not None:
-                raise self._write_error
-            port = self._port
-            if port is None:
-                return
             data = _read_now(port, self._fd)
         except Exception as exc:  # a vanished port raises SerialException or OSError
-            self._lose_port(str(exc) or type(exc).__name__)
+            self._lose_port(exc)
             return
         self._step(data)
 
@@ -422,7 +415,7 @@ class Link:
             self._reschedule()
         self._deliver(events)
         if self._write_error is not None and self._port is not None:
-            self._lose_port(str(self._write_error) or type(self._write_error).__name__)
+            self._lose_port(self._write_error)
 
     def _open(self) -> None:
         try:
@@ -450,7 +443,8 @@ class Link:
             self._write_out()  # the handshake queued by connection_lost
         self._delay, self._failing = self._backoff[0], False
 
-    def _lose_port(self, reason: str) -> None:
+    def _lose_port(self, exc: BaseException) -> None:
+        reason = str(exc) or type(exc).__name__
         log.warning("%s: port lost: %s", self.url, reason)
         with self._lock:
             port, self._port = self._port, None
