@@ -212,10 +212,6 @@ def load_or_create_secret(state_dir: Path) -> str:
 
 # --- abortable keep-alive connection ------------------------------------------------
 
-class _Timeout(Exception):
-    """The server accepted the connection but did not answer in time."""
-
-
 class _Channel:
     """One keep-alive HTTP/1.1 connection (``http.client``), used by one caller at a time.
 
@@ -243,8 +239,9 @@ class _Channel:
                 connect_timeout: float, read_timeout: float) -> tuple[int, bytes]:
         """One request and its whole answer; call with ``lock`` held.
 
-        Raises ``_Timeout``, or ``OSError``/``http.client.HTTPException`` when the server
-        cannot be reached or the connection broke.
+        Raises ``TimeoutError`` (no connection or no answer in time), or another
+        ``OSError``/``http.client.HTTPException`` when the server cannot be reached or the
+        connection broke.
         """
         conn = self._connection(connect_timeout)
         try:
@@ -253,9 +250,6 @@ class _Channel:
             conn.request(method, self.prefix + path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-        except TimeoutError:
-            self._drop(conn)
-            raise _Timeout() from None
         except BaseException:
             self._drop(conn)
             raise
@@ -276,9 +270,6 @@ class _Channel:
             conn = cls(self._host, self._port, timeout=connect_timeout)
             try:
                 conn.connect()
-            except TimeoutError:
-                conn.close()
-                raise _Timeout() from None
             except BaseException:
                 conn.close()
                 raise
@@ -620,7 +611,7 @@ class ServerClient:
                 status, raw = channel.request(method, path, payload, headers,
                                               self.connect_timeout,
                                               read_timeout or self.call_timeout)
-            except _Timeout:
+            except TimeoutError:
                 return ServerUnreachable("the server did not answer in time")
             except (OSError, http.client.HTTPException):
                 return ServerUnreachable("cannot connect to the server")
