@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from osd.client import format_source
 from osd.model import ScreenKind, ScreenModel
+from osd.state import OsdState
 
 if TYPE_CHECKING:
     import pygame
@@ -50,7 +51,7 @@ def osd_snapshot(ctrl: Controller) -> dict[str, Any]:
     state = machine.state
     model = machine.model
     menu = model.menu or ctrl.shown.last_menu
-    status = _status_text(ctrl)
+    status = _status_text(model, state)
     rec = ctrl.reconciler
     desired = rec.desired or {}
     identity = ctrl.identity
@@ -84,12 +85,11 @@ def osd_snapshot(ctrl: Controller) -> dict[str, Any]:
     }
 
 
-def _status_text(ctrl: Controller) -> str:
-    """The login screen's status line, or what it would say (call with the lock held)."""
-    model = ctrl.machine.model
+def _status_text(model: ScreenModel, state: OsdState) -> str:
+    """The login screen's status line, or what it would say."""
     if model.login is not None:
         return model.login.status.text
-    connectivity = ctrl.machine.state.connectivity
+    connectivity = state.connectivity
     return connectivity.text(model.lang) if connectivity is not None else ""
 
 
@@ -97,7 +97,8 @@ def controller_summary(ctrl: Controller) -> dict[str, Any]:
     """One row of ``GET /controllers``: enough to tell whether the controller is in sync."""
     identity = ctrl.identity
     with ctrl._lock:
-        status = _status_text(ctrl)
+        machine = ctrl.machine
+        status = _status_text(machine.model, machine.state)
         converged = ctrl.reconciler.converged
     return {
         "rx": ctrl.rx_id,

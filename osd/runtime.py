@@ -511,10 +511,12 @@ class Controller:
         if not force and self._current_report() == self.shown.last_report:
             return
         self._report_queued = True
+        if force:
+            self._bg.submit(self._report)
+            return
         # Changes that come together (a push switching many heads, a reboot) make one report,
         # and the switches themselves never wait behind the reports of others.
-        delay = 0.0 if force else self.config.report_delay
-        self.hub.call_later(delay * self._rng.uniform(1.0, 2.0),
+        self.hub.call_later(self.config.report_delay * self._rng.uniform(1.0, 2.0),
                             lambda: self._bg.submit(self._report))
 
     def _report(self) -> None:
