@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from firmware_sim.lab import Lab, LabError, statefile  # noqa: E402
+from firmware_sim.lab.client import controller_rows  # noqa: E402
 from firmware_sim.lab.statefile import LabNotRunning  # noqa: E402
 from firmware_sim.lab.supervisor import child_setup  # noqa: E402
 from kvm_protocol.results import ResultCode  # noqa: E402
@@ -253,17 +254,10 @@ class Sim:
 
 
 def controllers(http: requests.Session, lab: Lab) -> dict[str, Json]:
-    """Rx ID → the summary its host gives (link_up, adopted, server_ok), every host."""
-    out: dict[str, Json] = {}
-    for url in lab.info.runtime_urls:
-        try:
-            rows = http.get(url + "/controllers", timeout=10).json()["controllers"]
-        except (requests.RequestException, ValueError, KeyError):
-            continue  # that host is not answering: its controllers count as not in sync
-        for row in rows:
-            if isinstance(row, dict) and row.get("rx"):
-                out[str(row["rx"])] = row
-    return out
+    """Rx ID → the summary its host gives (link_up, adopted, server_ok), every host;
+    a host that is not answering leaves its controllers out (not in sync)."""
+    return {str(row["rx"]): row for row in controller_rows(http, lab.info.runtime_urls, 10)
+            if row.get("rx")}
 
 
 def osd_sweep(lab: Lab) -> dict[str, Json | None]:

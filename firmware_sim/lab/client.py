@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +39,20 @@ FAULTS = (
 )
 SERVER_ACTIONS = ("stop", "start", "kill")
 CONTROLLER_ACTIONS = ("kill", "start")
+
+
+def controller_rows(http: requests.Session, host_urls: Iterable[str],
+                    timeout: float = 5.0) -> list[Json]:
+    """The ``GET /controllers`` rows of every controller host that answers (one request per
+    host); the controllers of a host that does not answer are simply not in the list."""
+    out: list[Json] = []
+    for url in host_urls:
+        try:
+            rows = http.get(url + "/controllers", timeout=timeout).json()["controllers"]
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            continue
+        out += [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+    return out
 
 
 class LabError(RuntimeError):

@@ -31,6 +31,7 @@ import requests
 
 from firmware_sim import tx_gateway
 from firmware_sim.lab import statefile
+from firmware_sim.lab.client import controller_rows
 from firmware_sim.lab.control import Command, CommandError, ControlServer
 from firmware_sim.lab.ports import free_port, http_answers, port_free, wait_until
 from firmware_sim.lab.simconfig import LabTopology, TopologyError, load_topology
@@ -390,17 +391,12 @@ class LabRunner:
             return ["the simulator does not answer"]
         # One request per controller host (its summary of every controller), not one per Rx:
         # at 1,000 Rx a sweep of single /osd calls cost the hosts and this process seconds.
+        # A host that does not answer leaves its controllers at None: "does not answer".
         osds: dict[str, Json | None] = dict.fromkeys(self.rx_host)
-        for index in sorted(set(self.rx_host.values())):
-            try:
-                rows = self.http.get(self.host_url(index) + "/controllers",
-                                     timeout=5.0).json()["controllers"]
-            except (requests.RequestException, ValueError, KeyError, TypeError):
-                continue   # that host does not answer: its controllers count as not answering
-            for row in rows if isinstance(rows, list) else []:
-                name = row.get("name") if isinstance(row, dict) else None
-                if name in osds:
-                    osds[name] = row
+        hosts = [self.host_url(i) for i in sorted(set(self.rx_host.values()))]
+        for row in controller_rows(self.http, hosts):
+            if row.get("name") in osds:
+                osds[row["name"]] = row
         return sync_problems(
             sim, osds, self.gateway.reporting(), {d.serial: d.id for d in self.topology.tx}
         )
