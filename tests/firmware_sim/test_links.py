@@ -23,8 +23,10 @@ from kvm_protocol.messages import (
     SwitchStatus,
     VideoStatus,
 )
-from kvm_protocol.session import Acked, LinkUp, ProtocolIssue
+from kvm_protocol.session import Acked, Event, LinkUp, ProtocolIssue, Received
+from kvm_protocol.transport import Link, LinkLoop
 from tests.firmware_sim.conftest import Host, room_config
+from tests.kvm_protocol.peer import Recorder
 
 
 @pytest.fixture
@@ -257,74 +259,50 @@ def test_answer_to_a_replaced_connection_is_not_delivered() -> None:
         assert new.received(HeadStatus) == HeadStatus(1, "0001", 1, True)
 
 
+def _received(rec: Recorder, cls: type) -> Received:
+    """The first message of type ``cls`` the link delivered (bounded wait)."""
+    def has(events: list[Event]) -> bool:
+        return any(isinstance(e, Received) and isinstance(e.message, cls) for e in events)
+
+    got = next(e for e in rec.wait_for(has)
+               if isinstance(e, Received) and isinstance(e.message, cls))
+    assert isinstance(got, Received)
+    return got
+
+
+def _link_up(events: list[Event]) -> bool:
+    return any(isinstance(e, LinkUp) for e in events)
+
+
 def test_the_controllers_transport_drives_a_simulated_rx(sim: Simulator) -> None:
     """kvm_protocol.transport.Link (what osd uses) against a simulated Rx, end to end."""
-    import queue
-
-    from kvm_protocol.transport import Link
-
-    events: queue.Queue[object] = queue.Queue()
-    with Link(sim.ports()["5003"]["url"], events.put) as link:
-        def wait(pred: object, what: str) -> object:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                try:
-                    e = events.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if pred(e):  # type: ignore[operator]
-                    return e
-            raise AssertionError(f"timed out waiting for {what}")
-
-        wait(lambda e: isinstance(e, LinkUp), "LinkUp")
+    rec = Recorder()
+    with Link(sim.ports()["5003"]["url"], rec) as link:
+        rec.wait_for(_link_up)
         seq = link.send(SwitchHead(1, "0002", 1))
-        from kvm_protocol.session import Received
-
-        got = wait(lambda e: isinstance(e, Received) and isinstance(e.message, SwitchResult),
-                   "SwitchResult")
-        assert isinstance(got, Received) and got.message == SwitchResult(seq, 1, SwitchStatus.OK)
+        assert _received(rec, SwitchResult).message == SwitchResult(seq, 1, SwitchStatus.OK)
         sim.press("5003", "F1")
-        key = wait(lambda e: isinstance(e, Received) and isinstance(e.message, KeyInput),
-                   "KeyInput")
-        assert isinstance(key, Received) and key.message == KeyInput(0x3A, 0, True)
+        assert _received(rec, KeyInput).message == KeyInput(0x3A, 0, True)
 
 
 def test_links_on_one_loop_work_with_descriptors_above_1023(sim: Simulator) -> None:
     """A controller host has thousands of sockets, and select.select() cannot take a
     descriptor above 1,023: the link loop must open, read and write such ports."""
     import os
-    import queue
     import resource
-
-    from kvm_protocol.session import Received
-    from kvm_protocol.transport import Link, LinkLoop
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 1300:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
     filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
     loop = LinkLoop()
-    events: queue.Queue[object] = queue.Queue()
+    rec = Recorder()
     try:
-        link = Link(sim.ports()["5003"]["url"], events.put, loop=loop)
-
-        def wait(pred: object, what: str) -> object:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                try:
-                    e = events.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if pred(e):  # type: ignore[operator]
-                    return e
-            raise AssertionError(f"timed out waiting for {what}")
-
-        wait(lambda e: isinstance(e, LinkUp), "LinkUp")
+        link = Link(sim.ports()["5003"]["url"], rec, loop=loop)
+        rec.wait_for(_link_up)
         assert link._fd is not None and link._fd > 1023
         seq = link.send(SwitchHead(1, "0002", 1))
-        got = wait(lambda e: isinstance(e, Received) and isinstance(e.message, SwitchResult),
-                   "SwitchResult")
-        assert isinstance(got, Received) and got.message == SwitchResult(seq, 1, SwitchStatus.OK)
+        assert _received(rec, SwitchResult).message == SwitchResult(seq, 1, SwitchStatus.OK)
     finally:
         loop.close()
         for fd in filler:
