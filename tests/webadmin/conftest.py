@@ -94,8 +94,11 @@ def server_config(tmp_path: Path, db_url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(server_config: dict[str, Any]) -> Iterator[Flask]:
-    application = create_app(server_config)
+def app(request: pytest.FixtureRequest, server_config: dict[str, Any]) -> Iterator[Flask]:
+    """The server app. A test module may set ``SQLITE_SYNCHRONOUS = "normal"`` when its
+    commits need not survive a power cut (far fewer fsyncs on a busy test machine)."""
+    sync = getattr(request.module, "SQLITE_SYNCHRONOUS", None)
+    application = create_app({**server_config, **({"sqlite_synchronous": sync} if sync else {})})
     application.config["TESTING"] = True
     yield application
     application.extensions["kvm"].db.dispose()

@@ -4,7 +4,6 @@ the device and seat APIs), and its audit entry."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,19 +15,13 @@ from tests.webadmin.conftest import Room, db_of, device_auth, secret_of
 from tests.webadmin.test_ui_support import (
     UI,
     audit_actions,
-    make_app,
     state,
     table_text,
     text_of,
 )
 from webadmin import models as m
 
-
-@pytest.fixture
-def app(server_config: dict[str, Any]) -> Iterator[Flask]:
-    application = make_app(server_config)
-    yield application
-    application.extensions["kvm"].db.dispose()
+SQLITE_SYNCHRONOUS = "normal"  # UI tests: see the conftest's app fixture
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -16,19 +14,13 @@ from tests.webadmin.test_ui_support import (
     UI,
     audit_actions,
     field_errors,
-    make_app,
     state,
     text_of,
     token_of,
 )
 from webadmin import models as m
 
-
-@pytest.fixture
-def app(server_config: dict[str, Any]) -> Iterator[Flask]:
-    application = make_app(server_config)
-    yield application
-    application.extensions["kvm"].db.dispose()
+SQLITE_SYNCHRONOUS = "normal"  # UI tests: see the conftest's app fixture
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ import csv
 import datetime as dt
 import io
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -16,18 +14,12 @@ from tests.webadmin.conftest import Room, db_of
 from tests.webadmin.test_ui_support import (
     UI,
     field_errors,
-    make_app,
     table_text,
     text_of,
 )
 from webadmin import models as m
 
-
-@pytest.fixture
-def app(server_config: dict[str, Any]) -> Iterator[Flask]:
-    application = make_app(server_config)
-    yield application
-    application.extensions["kvm"].db.dispose()
+SQLITE_SYNCHRONOUS = "normal"  # UI tests: see the conftest's app fixture
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ language) and changes nothing; every form refuses a post without its CSRF token.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from tests.webadmin.test_ui_support import (
     UI,
     error_next_to,
     field_errors,
-    make_app,
     state,
     text_of,
 )
@@ -32,11 +30,7 @@ def announce(ui: UI, serial: str = PENDING, kind: str = "rx", heads: int = 1) ->
     assert resp.status_code == 202, resp.get_json()
 
 
-@pytest.fixture
-def app(server_config: dict[str, Any]) -> Iterator[Flask]:
-    application = make_app(server_config)
-    yield application
-    application.extensions["kvm"].db.dispose()
+SQLITE_SYNCHRONOUS = "normal"  # UI tests: see the conftest's app fixture
 
 
 @pytest.fixture

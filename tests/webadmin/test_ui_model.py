@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
 from flask import Flask
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.webadmin.conftest import Room, db_of
-from tests.webadmin.test_ui_support import make_app
 from webadmin.ui import model
 from webadmin.ui.model import RouteRow, filter_rows, paginate
 
-
-@pytest.fixture
-def app(server_config: dict[str, Any]) -> Iterator[Flask]:
-    application = make_app(server_config)
-    yield application
-    application.extensions["kvm"].db.dispose()
+SQLITE_SYNCHRONOUS = "normal"  # UI tests: see the conftest's app fixture
 
 
 @settings(max_examples=200)
