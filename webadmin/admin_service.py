@@ -349,12 +349,18 @@ def save_seat(s: Session, *, name: str, screens: list[str], actor: str,
     return notify
 
 
-def delete_seat(s: Session, seat: m.Seat, *, actor: str) -> set[str]:
-    name = seat.name
-    s.delete(seat)
+def _delete_named(s: Session, row: m.Seat | m.Wall | m.UserGroup | m.DeviceGroup,
+                  action: str, actor: str) -> set[str]:
+    """Delete a row known by its name, settle what depended on it, audit ``action``."""
+    name = row.name
+    s.delete(row)
     notify = settle(s, actor)
-    _audit(s, actor, "seat.delete", name)
+    _audit(s, actor, action, name)
     return notify
+
+
+def delete_seat(s: Session, seat: m.Seat, *, actor: str) -> set[str]:
+    return _delete_named(s, seat, "seat.delete", actor)
 
 
 def save_wall(s: Session, *, name: str, rows: object, cols: object, tiles: list[str],
@@ -382,11 +388,7 @@ def set_splice(s: Session, wall: m.Wall, splice: bool, *, actor: str) -> set[str
 
 
 def delete_wall(s: Session, wall: m.Wall, *, actor: str) -> set[str]:
-    name = wall.name
-    s.delete(wall)
-    notify = settle(s, actor)
-    _audit(s, actor, "wall.delete", name)
-    return notify
+    return _delete_named(s, wall, "wall.delete", actor)
 
 
 # --- users and groups --------------------------------------------------------------------
@@ -499,11 +501,7 @@ def save_user_group(s: Session, *, name: str, members: list[str], actor: str,
 
 
 def delete_user_group(s: Session, group: m.UserGroup, *, actor: str) -> set[str]:
-    name = group.name
-    s.delete(group)
-    notify = settle(s, actor)
-    _audit(s, actor, "group.delete", name)
-    return notify
+    return _delete_named(s, group, "group.delete", actor)
 
 
 def save_device_group(s: Session, *, name: str, devices: list[str], actor: str,
@@ -520,11 +518,7 @@ def save_device_group(s: Session, *, name: str, devices: list[str], actor: str,
 
 
 def delete_device_group(s: Session, group: m.DeviceGroup, *, actor: str) -> set[str]:
-    name = group.name
-    s.delete(group)
-    notify = settle(s, actor)
-    _audit(s, actor, "device_group.delete", name)
-    return notify
+    return _delete_named(s, group, "device_group.delete", actor)
 
 
 # --- grants ------------------------------------------------------------------------------
