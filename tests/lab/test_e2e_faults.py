@@ -76,13 +76,16 @@ def test_server_killed_in_the_middle_of_a_push_to_all(control_room: Lab, seats: 
 def test_tx_powered_off_is_red_and_offline(control_room: Lab, seats: MakeSeat) -> None:
     s = seats("5008")
     s.login("hxfj", "123456")
+    # What 5008 shows now: nothing, or what the push-to-all test before may have left on
+    # this unattended screen (a push stays there); the refused connect must not change it.
+    shown = s.source()
     control_room.fault("0006", "power-off")
     try:
         assert lab_device(control_room, "0006")["online"] is False
         s.refresh_until(lambda rows: rows.get("0006") == "red", "0006 red in the connect list")
         s.shot("connect-list-0006-red")
         assert s.connect("6") == zh(R.OFFLINE)
-        assert s.source() is None
+        assert s.source() == shown and shown != "0006:1"
     finally:
         control_room.fault("0006", "power-on")
     s.refresh_until(lambda rows: rows.get("0006") == "grey", "0006 grey again")
