@@ -9,8 +9,9 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import bindparam, func, or_, select, update
@@ -31,6 +32,7 @@ from webadmin.api_common import (
 from webadmin.auth import (
     SECRET_RE,
     current_device,
+    device_refusal,
     hash_secret,
     parse_device_header,
     secret_matches,
@@ -45,6 +47,8 @@ SOURCE_RE = re.compile(r"^\d{4}:[1-4]$")
 MAX_PENDING = 1000
 DEFAULT_WATCH_S = 25
 WATCH_PATH = "/api/v1/device/watch"
+WATCHES_PATH = "/api/v1/device/watches"
+MAX_BATCH = 256  # devices in one POST /device/watches
 log = logging.getLogger("webadmin.api")
 
 
@@ -106,6 +110,37 @@ def parse_state(data: dict[str, Any], kind: str) -> StateReport:
         heads.append(entry)
     b.done()
     return StateReport(online, network_up, stream_ok, sorted(heads, key=lambda e: e["head"]))
+
+
+@dataclass(frozen=True)
+class BatchDevice:
+    serial: str
+    secret: str
+    since: int  # the generation the device has; -1: answer it at once
+
+
+def parse_watches(data: dict[str, Any], long_poll_max_s: int) -> tuple[int, list[BatchDevice]]:
+    """``POST /device/watches`` body → (timeout, devices). A secret that is not 64 hex
+    characters is not refused here: it is a wrong secret (an UNAUTHORIZED entry)."""
+    b = Body(data)
+    timeout = b.integer("timeout", lo=0, hi=long_poll_max_s, required=False,
+                        default=min(DEFAULT_WATCH_S, long_poll_max_s))
+    items = b.objects("devices", max_items=MAX_BATCH)
+    if not items:
+        b.fail("devices", f"must list 1-{MAX_BATCH} devices")
+    devices: list[BatchDevice] = []
+    seen: set[str] = set()
+    for d in items:
+        serial = d.string("serial", max_len=64)
+        if serial in seen:
+            d.fail("serial", f"{serial!r} is listed twice")
+        seen.add(serial)
+        secret = d.string("secret", max_len=256)
+        since = d.integer("generation", lo=-1, hi=2**62, required=False, default=-1)
+        d.done()
+        devices.append(BatchDevice(serial, secret, since))
+    b.done()
+    return timeout, devices
 
 
 # --- views -------------------------------------------------------------------------------
@@ -428,8 +463,81 @@ def watch() -> Response:
     if gen > since or timeout == 0:
         return _json(answer(svc.hub, svc.cache.build(s, live=False), dev_id, gen))
     wait.waiter = waiter
-    request.environ[WatchWait.ENVIRON_KEY] = wait
+    request.environ[WAIT_KEY] = wait
     return Response(b"", 200)  # replaced by WatchMiddleware with the answer after the wait
+
+
+@bp.post("/watches")
+def watches() -> Response:
+    """One long poll for many Rx of one controller host (docs/API.md): answers at once
+    when ``timeout`` is 0, a device is refused or a device is behind; else waits in
+    ``BatchWait`` (outside Flask, like ``watch``) until one of them changes or the timeout."""
+    svc = services()
+    timeout, devices = parse_watches(json_body(), svc.config.long_poll_max_s)
+    s = db_session()
+    members = _batch_members(s, svc.cache.build(s, live=False), devices)
+    wait = BatchWait(svc, members, time.monotonic() + timeout)
+    try:
+        # Register first, then read in a new transaction (as ``watch`` does).
+        wait.hook(wait.since)
+        s.rollback()
+        gens = wait.read(s)
+        if timeout == 0 or wait.refused or wait.due(gens):
+            wait.unhook()
+            return _json(wait.payload(svc.cache.build(s, live=False), gens,
+                                      every=timeout == 0))
+    except BaseException:
+        wait.unhook()
+        raise
+    request.environ[WAIT_KEY] = wait
+    return Response(b"", 200)  # replaced by WatchMiddleware with the answer after the wait
+
+
+@dataclass(frozen=True)
+class BatchMember:
+    """A device of a batch watch: its ID and pk when it may watch, else its error entry."""
+
+    serial: str
+    since: int
+    dev_id: str = ""
+    pk: int = 0
+    error: tuple[str, str] | None = None  # (code, message)
+
+
+_NOT_RX = ("UNAUTHORIZED", "only Rx devices watch here (a Tx uses GET /device/watch)")
+
+
+def _batch_members(s: Any, built: Built, devices: Sequence[BatchDevice]) -> list[BatchMember]:
+    """Authenticate every device of a batch as ``_watching_device`` does: against the
+    snapshot's credentials, and the rest with one query for ``device_refusal``'s precise
+    UNAUTHORIZED / PENDING."""
+    creds = built.config.credentials
+    found: dict[str, BatchMember] = {}
+    unsure: list[BatchDevice] = []
+    for d in devices:
+        cred = creds.get(d.serial)
+        if not SECRET_RE.match(d.secret):
+            found[d.serial] = BatchMember(d.serial, d.since, error=(
+                "UNAUTHORIZED", "unknown device or wrong secret"))
+        elif cred is not None and secret_matches(cred.credential_hash, d.secret):
+            found[d.serial] = BatchMember(d.serial, d.since, cred.id, cred.pk,
+                                          None if cred.kind == "rx" else _NOT_RX)
+        else:
+            unsure.append(d)
+    if unsure:
+        rows = {dev.serial: dev for dev in s.scalars(
+            select(m.Device).where(m.Device.serial.in_([d.serial for d in unsure])))}
+        for d in unsure:
+            dev = rows.get(d.serial)
+            refusal = device_refusal(dev, d.secret)
+            if refusal is not None or dev is None or dev.id is None:
+                code, message = ((refusal.code, refusal.message) if refusal is not None
+                                 else ("UNAUTHORIZED", "unknown device or wrong secret"))
+                found[d.serial] = BatchMember(d.serial, d.since, error=(code, message))
+            else:
+                found[d.serial] = BatchMember(d.serial, d.since, dev.id, dev.pk,
+                                              None if dev.kind == "rx" else _NOT_RX)
+    return [found[d.serial] for d in devices]
 
 
 SEND_EARLY = "kvm.send_early"
@@ -444,10 +552,23 @@ def _answer_headers(payload: bytes) -> list[tuple[str, str]]:
     return [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
 
 
+WAIT_KEY = "kvm.watch_wait"
+"""WSGI environ key: the ``DeviceWait`` a watch view leaves for ``WatchMiddleware``."""
+
+
+class DeviceWait(Protocol):
+    """What ``WatchMiddleware`` runs after Flask is done with a watch request."""
+
+    svc: Services
+    send_early: Any  # set by the middleware: the server's SEND_EARLY, or None
+
+    def finish(self) -> tuple[str, bytes]:
+        """Wait, then the HTTP status and JSON body of the answer."""
+        ...
+
+
 class WatchWait:
     """A watch that waits outside the Flask request (see ``WatchMiddleware``)."""
-
-    ENVIRON_KEY = "kvm.watch_wait"
 
     def __init__(self, svc: Services, dev_id: str, dev_pk: int, since: int,
                  deadline: float) -> None:
@@ -511,13 +632,116 @@ class WatchWait:
                     return "200 OK", answer(svc.hub, built, self.dev_id, int(gen))
 
 
+_GENERATIONS = select(_D.pk, _D.generation).where(_D.pk.in_(bindparam("pks", expanding=True)))
+
+
+def _entry(serial: str, key: bytes, value: bytes) -> bytes:
+    name = json.dumps(serial, ensure_ascii=False).encode("utf-8")
+    return b'{"serial":%s,"%s":%s}' % (name, key, value)
+
+
+class BatchWait:
+    """A batch watch (``POST /device/watches``) that waits outside the Flask request.
+
+    It waits on one event of its own, which ``WatchHub.add_waker`` puts on the waiter of
+    each of its devices: a push that changes 250 of them wakes it once. A wake-up that
+    handed over the generations of the devices it concerns is answered from the in-memory
+    snapshot without a query; anything else (an admin change, the timeout, the server
+    stopping) reads the batch's generations in one query. ``send_early`` is not used: the
+    batch is one answer anyway.
+    """
+
+    def __init__(self, svc: Services, members: Sequence[BatchMember], deadline: float) -> None:
+        self.svc, self.members, self.deadline = svc, members, deadline
+        self.since = {b.dev_id: b.since for b in members if b.error is None}
+        self.pks = {b.dev_id: b.pk for b in members if b.error is None}
+        self.refused = any(b.error is not None for b in members)
+        self.send_early: Any = None
+        self.event = threading.Event()
+        self.waiters: dict[str, Waiter] = {}
+
+    def hook(self, device_ids: Iterable[str]) -> None:
+        """Register (again) on the waiters of these devices; before reading generations."""
+        hub = self.svc.hub
+        for d in device_ids:
+            old = self.waiters.get(d)
+            if old is not None:
+                hub.remove_waker(old, self.event.set)
+            waiter = self.waiters[d] = hub.register(d)
+            hub.add_waker(waiter, self.event.set)
+
+    def unhook(self) -> None:
+        hub = self.svc.hub
+        for waiter in self.waiters.values():
+            hub.remove_waker(waiter, self.event.set)
+        self.waiters.clear()
+
+    def read(self, s: Any) -> dict[str, int | None]:
+        """The stored generation of every device of the batch (None: its row is gone)."""
+        if not self.pks:
+            return {}
+        stored = {int(pk): int(gen) for pk, gen in s.connection().execute(
+            _GENERATIONS, {"pks": list(self.pks.values())})}
+        return {d: stored.get(pk) for d, pk in self.pks.items()}
+
+    def due(self, gens: Mapping[str, int | None]) -> bool:
+        """True when one of `gens` is to be answered: behind, or its device is gone."""
+        return any(g is None or g > self.since[d] for d, g in gens.items())
+
+    def payload(self, built: Built, gens: Mapping[str, int | None], *, every: bool) -> bytes:
+        """``{"answers": [...]}``: the refused devices, the devices of `gens` that are
+        behind or gone, and with `every` all of `gens`; each watch entry is the device's
+        encoded watch answer as it is."""
+        hub = self.svc.hub
+        out: list[bytes] = []
+        for b in self.members:
+            if b.error is not None:
+                out.append(_entry(b.serial, b"error", encode(
+                    {"code": b.error[0], "message": b.error[1]})))
+            elif b.dev_id in gens:
+                gen = gens[b.dev_id]
+                if gen is None:
+                    out.append(_entry(b.serial, b"error", encode(
+                        {"code": "UNAUTHORIZED", "message": "this device was removed"})))
+                elif every or gen > b.since:
+                    out.append(_entry(b.serial, b"watch",
+                                      answer(hub, built, b.dev_id, gen)))
+        return b'{"answers":[' + b",".join(out) + b"]}"
+
+    def finish(self) -> tuple[str, bytes]:
+        svc, hub = self.svc, self.svc.hub
+        try:
+            while True:
+                if not hub.closed:
+                    self.event.wait(max(0.0, self.deadline - time.monotonic()))
+                self.event.clear()  # a notify from now on sets it again
+                notified = [d for d, w in self.waiters.items() if w.event.is_set()]
+                handed = {d: self.waiters[d].generation for d in notified}
+                if notified and None not in handed.values() and not hub.closed:
+                    behind = {d: g for d, g in handed.items()
+                              if g is not None and g > self.since[d]}
+                    latest = svc.cache.latest() if behind else None
+                    if latest is not None:
+                        return "200 OK", self.payload(latest, behind, every=False)
+                with svc.db.session() as s:
+                    self.hook(notified)
+                    gens = self.read(s)
+                    if (hub.closed or time.monotonic() >= self.deadline
+                            or self.due(gens)):
+                        return "200 OK", self.payload(svc.cache.build(s, live=False), gens,
+                                                      every=False)
+        finally:
+            self.unhook()
+
+
 class WatchMiddleware:
     """WSGI wrapper that lets a device watch wait after Flask is done with the request.
 
     A waiting watch then holds a greenlet and its socket, no request context, session or
     connection; when it is released, only the answer is written (the answer was encoded once
     for every watch of the device). Under kvm-server the answers of the watches woken by one
-    commit are written in one go by the first of them (``SEND_EARLY``). A state report
+    commit are written in one go by the first of them (``SEND_EARLY``). A batch watch
+    (``POST /device/watches``) waits here the same way (``BatchWait``). A state report
     that changes nothing is answered here too (``unchanged_state``). Any other request
     passes straight through.
     """
@@ -533,7 +757,7 @@ class WatchMiddleware:
         path = environ.get("PATH_INFO")
         if path == STATE_PATH and environ.get("REQUEST_METHOD") == "POST":
             return self._state(environ, start_response)
-        if path != WATCH_PATH:
+        if path != WATCH_PATH and path != WATCHES_PATH:
             return self.wsgi_app(environ, start_response)
         started: list[Any] = []
 
@@ -542,7 +766,7 @@ class WatchMiddleware:
             return _no_write
 
         body = self.wsgi_app(environ, start)
-        wait = environ.pop(WatchWait.ENVIRON_KEY, None)
+        wait: DeviceWait | None = environ.pop(WAIT_KEY, None)
         if wait is None or not started or not started[0].startswith("200"):
             start_response(*started)
             return body

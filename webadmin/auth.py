@@ -152,14 +152,25 @@ def current_device() -> m.Device:
         return cast(m.Device, cached)
     serial, secret = parse_device_header(request.headers.get("Authorization", ""))
     dev = db_session().scalar(select(m.Device).where(m.Device.serial == serial))
+    refusal = device_refusal(dev, secret)
+    if refusal is not None:
+        raise refusal
+    assert dev is not None
+    g.device = dev
+    return dev
+
+
+def device_refusal(dev: m.Device | None, secret: str) -> ApiError | None:
+    """Why the device stored under the serial presented (None: no such serial) may not call
+    with `secret` (64 hex characters): 401 UNAUTHORIZED (unknown, no credential, wrong
+    secret) or 403 PENDING (not adopted yet); None when it may."""
     # Compare even when the device is unknown, so timing does not tell which serials exist.
     ok = secret_matches(dev.credential_hash if dev else hash_secret("0" * 64), secret)
     if dev is None or not dev.credential_hash or not ok:
-        raise ApiError(401, "UNAUTHORIZED", "unknown device or wrong secret")
+        return ApiError(401, "UNAUTHORIZED", "unknown device or wrong secret")
     if dev.adoption != "adopted" or dev.id is None:
-        raise ApiError(403, "PENDING", "this device waits for an admin to adopt it")
-    g.device = dev
-    return dev
+        return ApiError(403, "PENDING", "this device waits for an admin to adopt it")
+    return None
 
 
 def device_required(view: F) -> F:

@@ -50,15 +50,17 @@ LOGIN_FAILURES = 5  # per user per seat per LOGIN_WINDOW
 
 class Waiter:
     """What the watches of one device wait on until the next notify: an event, the device's
-    new generation when the notifier knew it (else None), and the watches' early releases
-    (see ``WatchHub.release_woken``)."""
+    new generation when the notifier knew it (else None), the watches' early releases
+    (see ``WatchHub.release_woken``) and the wake callbacks of batch watches that wait on
+    many devices at once (see ``WatchHub.add_waker``)."""
 
-    __slots__ = ("event", "generation", "releases")
+    __slots__ = ("event", "generation", "releases", "wakers")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.generation: int | None = None
         self.releases: list[Callable[[int], None]] = []
+        self.wakers: list[Callable[[], None]] = []
 
     def wait(self, timeout: float | None) -> bool:
         return self.event.wait(timeout)
@@ -103,6 +105,18 @@ class WatchHub:
                 waiter = self._waiters[device_id] = Waiter()
             return waiter
 
+    def add_waker(self, waiter: Waiter, wake: Callable[[], None]) -> None:
+        """Call `wake()` when `waiter` is notified (or ``notify_all`` runs): how a batch
+        watch waits on the waiters of many devices with one event of its own. `wake` must
+        not block; remove it when the wait ends (``remove_waker``)."""
+        with self._lock:
+            waiter.wakers.append(wake)
+
+    def remove_waker(self, waiter: Waiter, wake: Callable[[], None]) -> None:
+        with self._lock:
+            if wake in waiter.wakers:
+                waiter.wakers.remove(wake)
+
     def attach(self, waiter: Waiter, release: Callable[[int], None]) -> None:
         """Run `release(generation)` when `waiter` is notified with a generation (from
         ``release_woken``). The callback must not block; detach it when the wait ends."""
@@ -119,16 +133,17 @@ class WatchHub:
         """Wake every watch of these devices (call after the commit). `generations`: the
         committed new generation of (some of) them."""
         gens = generations or {}
+        woken: list[Waiter] = []
         with self._lock:
-            woken = [(d, self._waiters.pop(d, None)) for d in set(device_ids)]
-            for d, waiter in woken:
+            for d in set(device_ids):
+                waiter = self._waiters.pop(d, None)
                 if waiter is not None:
                     waiter.generation = gens.get(d)
                     if waiter.releases and waiter.generation is not None:
                         self._woken.append(waiter)
-        for _, waiter in woken:
-            if waiter is not None:
-                waiter.event.set()
+                    woken.append(waiter)
+            wakers = _wakers_of(woken)
+        _wake(woken, wakers)
 
     def release_woken(self) -> None:
         """Run the early releases of the waiters notified since the last call (see the class
@@ -149,8 +164,8 @@ class WatchHub:
             self.closed = True
             waiters = list(self._waiters.values())
             self._waiters.clear()
-        for waiter in waiters:
-            waiter.event.set()
+            wakers = _wakers_of(waiters)
+        _wake(waiters, wakers)
         self._idle.wait(wait_s)
 
     @contextmanager
@@ -178,6 +193,23 @@ class WatchHub:
             self._answers[device_id] = (key, body)
             self.answers_built += 1
         return body
+
+
+def _wakers_of(waiters: Iterable[Waiter]) -> list[Callable[[], None]]:
+    """The distinct wake callbacks of these waiters (call with the hub's lock held): a batch
+    watch that waits on 250 of them is woken once, not 250 times."""
+    out: dict[Callable[[], None], None] = {}
+    for waiter in waiters:
+        for wake in waiter.wakers:
+            out[wake] = None
+    return list(out)
+
+
+def _wake(waiters: Iterable[Waiter], wakers: Iterable[Callable[[], None]]) -> None:
+    for waiter in waiters:
+        waiter.event.set()
+    for wake in wakers:
+        wake()
 
 
 def commit(s: Session, cache: SnapshotCache, hub: WatchHub,
