@@ -138,6 +138,28 @@ SCHEMAS: J = {
         "id": DEVICE_ID,
         "name": {"type": "string"},
     }),
+    "WatchesRequest": obj(
+        {
+            "timeout": {"type": "integer", "minimum": 0, "maximum": 60, "default": 25},
+            "devices": {"type": "array", "minItems": 1, "maxItems": 256,
+                        "description": "serials unique within the body",
+                        "items": obj({
+                            "serial": {"type": "string", "maxLength": 64},
+                            "secret": {"type": "string", "maxLength": 256,
+                                       "description": "the device's 64 hex secret"},
+                            "generation": {"type": "integer", "minimum": -1,
+                                           "default": -1,
+                                           "description": "last generation seen"},
+                        }, required=["serial", "secret"])},
+        },
+        required=["devices"],
+    ),
+    "Watches": obj({"answers": {"type": "array", "items": {"oneOf": [
+        obj({"serial": {"type": "string"}, "watch": ref("Watch")}),
+        obj({"serial": {"type": "string"}, "error": obj({
+            "code": {"type": "string", "enum": ["UNAUTHORIZED", "PENDING"]},
+            "message": {"type": "string"}})}),
+    ]}}}),
     "TokenRequest": obj({"user": {"type": "string", "maxLength": 64},
                          "password": {"type": "string", "maxLength": 256}}),
     "Token": obj({"token": {"type": "string"},
@@ -192,6 +214,17 @@ PATHS: J = {
         ],
         "responses": {"200": json_body(ref("Watch"), "at once if newer, else on change or "
                                                      "at the timeout"), **DEVICE_ERRORS},
+    }},
+    "/api/v1/device/watches": {"post": {
+        "tags": ["device"],
+        "summary": "One long poll for many Rx of a controller host (credentials in the body)",
+        "requestBody": {"required": True, **json_body(ref("WatchesRequest"))},
+        "responses": {
+            "200": json_body(ref("Watches"), "the devices that are behind or refused (every "
+                                             "device with timeout 0); [] at the timeout"),
+            "400": err("bad JSON, wrong types, unknown fields"),
+            "413": err("body larger than 64 KiB"),
+        },
     }},
     "/api/v1/seat/login": {"post": {
         "tags": ["seat"], "summary": "Log a user in at the seat of this Rx",

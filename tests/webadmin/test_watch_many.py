@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from tests.webadmin.conftest import Room, db_of, secret_of
 from tests.webadmin.test_api_admin import Admin, token
 from tests.webadmin.test_durability import HXFJ, Server, data_dir  # noqa: F401 - fixture
+from tests.webadmin.test_openapi import Checker
 from tests.webadmin.test_watch_release import _read_answer
 from webadmin import models as m
 from webadmin.routing import WatchHub
@@ -321,6 +322,19 @@ def test_other_methods_are_refused(client: FlaskClient, room: Room) -> None:
     resp = client.get(W, headers=room.headers("5001"))
     assert resp.status_code == 405
     assert resp.get_json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+def test_answers_conform_to_the_served_openapi_document(client: FlaskClient,
+                                                        room: Room) -> None:
+    checker = Checker(client)
+    body = {"timeout": 0, "devices": [entry("5001"), entry("0001"), entry("5002")]}
+    got = checker.check(W, "post", client.post(W, json=body))
+    assert [a["serial"] for a in got["answers"]] == [serial("5001"), serial("0001"),
+                                                     serial("5002")]
+    checker.check(W, "post", client.post(W, json={"devices": []}))
+    checker.check(W, "post", client.post(W, data=b"x" * 70000,
+                                         content_type="application/json"))
+    assert {s for _, _, s in checker.seen} == {"200", "400", "413"}
 
 
 # --- the hub -----------------------------------------------------------------------------
