@@ -479,7 +479,7 @@ def watches() -> Response:
     wait = BatchWait(svc, members, time.monotonic() + timeout)
     try:
         # Register first, then read in a new transaction (as ``watch`` does).
-        wait.hook(wait.since)
+        wait.hook(wait.pks)  # every device that may watch
         s.rollback()
         gens = wait.read(s)
         if timeout == 0 or wait.refused or wait.due(gens):
@@ -530,13 +530,13 @@ def _batch_members(s: Any, built: Built, devices: Sequence[BatchDevice]) -> list
         for d in unsure:
             dev = rows.get(d.serial)
             refusal = device_refusal(dev, d.secret)
-            if refusal is not None or dev is None or dev.id is None:
-                code, message = ((refusal.code, refusal.message) if refusal is not None
-                                 else ("UNAUTHORIZED", "unknown device or wrong secret"))
-                found[d.serial] = BatchMember(d.serial, d.since, error=(code, message))
-            else:
-                found[d.serial] = BatchMember(d.serial, d.since, dev.id, dev.pk,
-                                              None if dev.kind == "rx" else _NOT_RX)
+            if refusal is not None:
+                found[d.serial] = BatchMember(d.serial, d.since,
+                                              error=(refusal.code, refusal.message))
+                continue
+            assert dev is not None and dev.id is not None
+            found[d.serial] = BatchMember(d.serial, d.since, dev.id, dev.pk,
+                                          None if dev.kind == "rx" else _NOT_RX)
     return [found[d.serial] for d in devices]
 
 
