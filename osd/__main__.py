@@ -186,6 +186,7 @@ def _run(args: argparse.Namespace) -> int:
     from osd.control import ControlServer, OverlayPainter
     from osd.hub import Hub
     from osd.runtime import Controller, ControllerConfig, PortError
+    from osd.watchgroup import WatchGroup
 
     if args.many is not None:
         try:
@@ -213,11 +214,21 @@ def _run(args: argparse.Namespace) -> int:
     raise_nofile_limit(len(configs) * 5 + 64)
     hub = Hub(workers=min(32, 4 + len(configs) // 8))
     controllers: list[Controller] = []
+    # A controller host long-polls for all its controllers in one request per server (one
+    # thread per 256): a thread each made a push to every Rx a storm of thread switches.
+    groups: dict[str, WatchGroup] = {}
     control: ControlServer | None = None
     try:
         for cfg in configs:
+            group = None
+            if args.many is not None:
+                group = groups.get(cfg.server_url)
+                if group is None:
+                    group = groups[cfg.server_url] = WatchGroup(
+                        cfg.server_url, hub, watch_timeout=cfg.watch_timeout,
+                        retry=cfg.server_retry)
             try:
-                ctrl = Controller(cfg, hub=hub)
+                ctrl = Controller(cfg, hub=hub, watches=group)
                 ctrl.start(check_port=True)
             except (StateDirError, PortError) as exc:
                 raise UsageError(f"{cfg.name or cfg.serial_url}: {exc}") from None
@@ -246,6 +257,8 @@ def _run(args: argparse.Namespace) -> int:
         if controllers:
             with ThreadPoolExecutor(max_workers=min(64, len(controllers))) as pool:
                 list(pool.map(lambda c: c.stop(), controllers))
+        for group in groups.values():
+            group.close()
         hub.close()
     return 0
 

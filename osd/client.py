@@ -559,6 +559,11 @@ class ServerClient:
     def fetch(self, text: str) -> ActionOutcome:
         return self._action("/api/v1/seat/fetch", {"input": text})
 
+    @property
+    def credential(self) -> tuple[str, str]:
+        """(serial, secret) of this device, for a call that carries it in the body."""
+        return self.serial, self._secret
+
     def abort(self) -> None:
         """Shut down in-flight requests (a blocked long poll returns ``ServerUnreachable``)."""
         for channel in (self._ops, self._bg, self._watch):
@@ -599,36 +604,46 @@ class ServerClient:
     def _request_once(self, method: str, path: str, body: dict[str, Any] | None,
                       channel: _Channel, auth: bool,
                       read_timeout: float | None) -> tuple[int, Any] | Failure:
-        headers = {"Accept": "application/json", "User-Agent": "kvm-rx"}
-        if auth:
-            headers["Authorization"] = f"Device {self.serial}:{self._secret}"
-        payload = None
-        if body is not None:
-            payload = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        with channel.lock:
-            try:
-                status, raw = channel.request(method, path, payload, headers,
-                                              self.connect_timeout,
-                                              read_timeout or self.call_timeout)
-            except TimeoutError:
-                return ServerUnreachable("the server did not answer in time")
-            except (OSError, http.client.HTTPException):
-                return ServerUnreachable("cannot connect to the server")
+        headers = {"Authorization": f"Device {self.serial}:{self._secret}"} if auth else {}
+        return exchange(channel, method, path, body, headers, self.connect_timeout,
+                        read_timeout or self.call_timeout)
+
+
+def exchange(channel: _Channel, method: str, path: str, body: dict[str, Any] | None,
+             headers: dict[str, str], connect_timeout: float,
+             read_timeout: float) -> tuple[int, Any] | Failure:
+    """One JSON call on ``channel``: (status, decoded body) for a 2xx answer, else the
+    ``Failure`` it means (see the module docstring). ``headers`` are added to the usual ones."""
+    headers = {"Accept": "application/json", "User-Agent": "kvm-rx", **headers}
+    payload = None
+    if body is not None:
+        payload = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    with channel.lock:
         try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            data = None
-            if 200 <= status < 300:
-                return ServerUnreachable(f"bad JSON from server (HTTP {status})")
-        if status >= 500 or status < 200 or 300 <= status < 400:
-            return _BUSY if status == 503 else ServerUnreachable(f"server error (HTTP {status})")
-        if status >= 400:
-            code, message = _error_of(data, status)
-            if code == "PENDING":
-                return Pending()
-            return Refused(status, code, message)
-        return status, data
+            status, raw = channel.request(method, path, payload, headers, connect_timeout,
+                                          read_timeout)
+        except TimeoutError:
+            return ServerUnreachable("the server did not answer in time")
+        except (OSError, http.client.HTTPException):
+            return ServerUnreachable("cannot connect to the server")
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        data = None
+        if 200 <= status < 300:
+            return ServerUnreachable(f"bad JSON from server (HTTP {status})")
+    if status >= 500 or status < 200 or 300 <= status < 400:
+        return _BUSY if status == 503 else ServerUnreachable(f"server error (HTTP {status})")
+    if status >= 400:
+        return error_outcome(data, status)
+    return status, data
+
+
+def error_outcome(data: Any, status: int) -> Pending | Refused:
+    """The outcome of a 4xx error body ``{"error": {"code": ..., "message": ...}}``."""
+    code, message = _error_of(data, status)
+    return Pending() if code == "PENDING" else Refused(status, code, message)
 
 
 _BUSY = ServerUnreachable("server busy (HTTP 503)")

@@ -38,6 +38,7 @@ from osd.hub import Hub, TimerHandle
 from osd.model import MenuView, Mode, ScreenKind, ScreenModel
 from osd.reconcile import Reconciler, RequestStatus, Switch
 from osd.screen import OsdMachine
+from osd.watchgroup import Ticket, WatchGroup
 
 log = logging.getLogger("kvm.rx")
 
@@ -106,8 +107,10 @@ class Controller:
     """One Rx; see the module docstring. ``start()``, then ``stop()``."""
 
     def __init__(self, config: ControllerConfig, *, hub: Hub | None = None,
-                 link_factory: LinkFactory | None = None) -> None:
+                 link_factory: LinkFactory | None = None,
+                 watches: WatchGroup | None = None) -> None:
         self.config = config
+        self._watches = watches   # the process's shared long poll, else a thread of our own
         self._own_hub = hub is None
         self.hub = hub or Hub(workers=2)
         self._clock = self.hub.clock
@@ -160,6 +163,9 @@ class Controller:
             # ``self._link`` is set, or what they send would be dropped.
             self._link = self._link_factory(self.config.serial_url, self._on_link_event,
                                             first_port)
+        if self._watches is not None:
+            self._watches.add(self)
+            return
         self._watch_thread = threading.Thread(
             target=self._watch_loop, name=f"kvm-rx-watch-{self.config.name}", daemon=True)
         self._watch_thread.start()
@@ -176,6 +182,8 @@ class Controller:
             self._wake.notify_all()
         self._ops.close()
         self._bg.close()
+        if self._watches is not None:
+            self._watches.remove(self)
         if self.client is not None:
             self.client.abort()
         if self._link is not None:
@@ -296,7 +304,7 @@ class Controller:
         self._schedule_announce(0.0)
         if self.adopted is not None:
             self._start_heartbeat()
-        self._wake.notify_all()
+        self._watch_wanted()
 
     def _on_link_down(self, reason: str) -> None:
         if not self._link_up:
@@ -469,7 +477,7 @@ class Controller:
                     if self._link_up:
                         self._start_heartbeat()
                         self._want_report(force=True)
-                    self._wake.notify_all()
+                    self._watch_wanted()
                 case api.Pending():
                     self._server_status(False, out)
                     delay = self._announce_backoff.next()
@@ -552,7 +560,14 @@ class Controller:
         client.report_state(online=False, network_up=False, heads=heads)
 
     # --- server: watch -----------------------------------------------------------------------
+    def _watch_wanted(self) -> None:
+        """The link came up or the device was adopted: (re)start watching now."""
+        self._wake.notify_all()
+        if self._watches is not None:
+            self._watches.poke(self)
+
     def _watch_loop(self) -> None:
+        """The long poll of a controller with a thread of its own (``GET /device/watch``)."""
         while True:
             with self._wake:
                 while not self._stopped and not (self._link_up and self.adopted is not None):
@@ -565,24 +580,45 @@ class Controller:
                 resync = self.server_ok is not True
             assert client is not None
             out = client.watch(generation, timeout=0 if resync else None)
-            delay = 0.0
             with self._lock:
                 if self._stopped:
                     return
                 if client is not self.client:
                     continue
-                if isinstance(out, api.Watched):
-                    self._on_watched(out)
-                    self._server_backoff.reset()
-                elif self._link_up:   # an aborted poll after link down is not a server fault
-                    self._server_status(False, out)
-                    if isinstance(out, api.ServerUnreachable):
-                        delay = self._server_backoff.next()
-                    else:
-                        self._lost_adoption(out)
-                self._after()
+                delay = self._take_watch(out)
                 if delay:
                     self._wake.wait(delay)
+
+    def watch_ticket(self) -> Ticket | None:
+        """For the shared long poll (``osd.watchgroup``): what to watch, when we want to."""
+        with self._lock:
+            client = self.client
+            if self._stopped or client is None or not (self._link_up and self.adopted):
+                return None
+            serial, secret = client.credential
+            return Ticket(serial, secret, self._generation, self.server_ok is not True, client)
+
+    def watch_answer(self, ticket: Ticket, out: api.WatchOutcome) -> None:
+        """The shared long poll's outcome for us (its backoff is the group's)."""
+        with self._lock:
+            if self._stopped or ticket.token is not self.client or not self._link_up:
+                return
+            self._take_watch(out)
+
+    def _take_watch(self, out: api.WatchOutcome) -> float:
+        """Apply a long poll's outcome (under the lock); the pause before the next one."""
+        delay = 0.0
+        if isinstance(out, api.Watched):
+            self._on_watched(out)
+            self._server_backoff.reset()
+        elif self._link_up:   # an aborted poll after link down is not a server fault
+            self._server_status(False, out)
+            if isinstance(out, api.ServerUnreachable):
+                delay = self._server_backoff.next()
+            else:
+                self._lost_adoption(out)
+        self._after()
+        return delay
 
     def _on_watched(self, w: api.Watched) -> None:
         now = self._clock()

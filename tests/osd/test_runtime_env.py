@@ -6,7 +6,8 @@
   process dies and its sockets with it) on a port that survives restarts;
 - the simulator (``firmware_sim.Simulator``) built from the same document;
 - the Tx gateway that reports the simulated Tx to the server;
-- controllers (``osd.runtime.Controller``) on one shared hub.
+- controllers (``osd.runtime.Controller``) on one shared hub, each with a long poll of its
+  own or (``grouped``) sharing one (``osd.watchgroup.WatchGroup``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from firmware_sim.simulator import Simulator
 from firmware_sim.tx_gateway import TxGateway, load_secrets, reports_from_sim_state
 from osd.hub import Hub
 from osd.runtime import Controller, ControllerConfig
+from osd.watchgroup import WatchGroup
 from webadmin import topology
 from webadmin.db import Database, init_data_dir, sqlite_url
 from webadmin.topology_db import import_config
@@ -76,7 +78,7 @@ class RxEnv:
 
     def __init__(self, tmp: Path, room: dict[str, Any] | None = None, *,
                  sim_overrides: dict[str, Any] | None = None,
-                 device_timeout_s: int = 30) -> None:
+                 device_timeout_s: int = 30, grouped: bool = False) -> None:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.room = room or ROOM
@@ -104,6 +106,8 @@ class RxEnv:
             load_secrets(tmp / "tx-secrets.json", tx_serials), poll_s=0.1, heartbeat_s=8.0)
         self.gateway.start()
         self.hub = Hub(workers=4)
+        # grouped: the controllers share one long poll, as in ``kvm-rx --many``.
+        self.watches = WatchGroup(self.url, self.hub, retry=(0.1, 0.5)) if grouped else None
         self.controllers: dict[str, Controller] = {}
 
     # --- server ---------------------------------------------------------------------------
@@ -143,7 +147,7 @@ class RxEnv:
         kw.setdefault("heartbeat", (8.0, 9.0))
         config = ControllerConfig(serial_url=self.ports[rx]["url"], server_url=self.url,
                                   state_dir=self.tmp / f"rx-{rx}", name=rx, **kw)
-        ctrl = Controller(config, hub=self.hub)
+        ctrl = Controller(config, hub=self.hub, watches=self.watches)
         ctrl.start()
         self.controllers[rx] = ctrl
         return ctrl
@@ -154,6 +158,8 @@ class RxEnv:
     def close(self) -> None:
         for ctrl in self.controllers.values():
             ctrl.stop()
+        if self.watches is not None:
+            self.watches.close()
         self.hub.close()
         self.gateway.stop()
         self.sim.stop()
