@@ -115,7 +115,7 @@ def _handle_http(exc: HTTPException) -> Any:
     message = {
         404: f"no such endpoint: {request.path}",
         405: f"method {request.method} not allowed here",
-        413: f"request body larger than {MAX_BODY} bytes",
+        413: f"request body larger than {request.max_content_length or MAX_BODY} bytes",
     }.get(status, exc.description or exc.name)
     return error_response(status, code, message)
 
@@ -152,11 +152,14 @@ def init_app(app: Flask) -> None:
 # --- body parsing ------------------------------------------------------------------------
 
 
-def json_body() -> dict[str, Any]:
-    """The request body as a JSON object (BAD_JSON / TOO_LARGE / VALIDATION on failure)."""
+def json_body(limit: int = MAX_BODY) -> dict[str, Any]:
+    """The request body as a JSON object (BAD_JSON / TOO_LARGE / VALIDATION on failure).
+
+    A view that accepts more than ``MAX_BODY`` sets ``request.max_content_length`` to
+    `limit` before calling this."""
     raw = request.get_data(cache=True)  # raises 413 past max_content_length
-    if len(raw) > MAX_BODY:
-        raise RequestError("TOO_LARGE", f"request body larger than {MAX_BODY} bytes", 413)
+    if len(raw) > limit:
+        raise RequestError("TOO_LARGE", f"request body larger than {limit} bytes", 413)
     if not raw.strip():
         raise RequestError("BAD_JSON", "request body is empty; a JSON object is expected")
     try:

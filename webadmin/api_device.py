@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import bindparam, func, or_, select, update
 
 from webadmin import engine
@@ -22,6 +22,7 @@ from webadmin.api_common import (
     MAX_BODY,
     ApiError,
     Body,
+    RequestError,
     Services,
     db_session,
     json_body,
@@ -37,7 +38,8 @@ from webadmin.auth import (
     parse_device_header,
     secret_matches,
 )
-from webadmin.routing import Waiter, WatchHub, audit, report_state
+from webadmin.config import ServerConfig
+from webadmin.routing import Waiter, WatchHub, audit, report_state, seen_due, state_changes
 from webadmin.snapshot import Built
 
 bp = Blueprint("api_device", __name__, url_prefix="/api/v1/device")
@@ -48,7 +50,9 @@ MAX_PENDING = 1000
 DEFAULT_WATCH_S = 25
 WATCH_PATH = "/api/v1/device/watch"
 WATCHES_PATH = "/api/v1/device/watches"
-MAX_BATCH = 256  # devices in one POST /device/watches
+STATES_PATH = "/api/v1/device/states"
+MAX_BATCH = 256  # devices in one POST /device/watches or /device/states
+MAX_STATES_BODY = 256 * 1024  # POST /device/states: 256 dual-head states (the rest: 64 KiB)
 log = logging.getLogger("webadmin.api")
 
 
@@ -143,6 +147,41 @@ def parse_watches(data: dict[str, Any], long_poll_max_s: int) -> tuple[int, list
     return timeout, devices
 
 
+@dataclass(frozen=True)
+class StatesEntry:
+    serial: str
+    secret: str
+    state: dict[str, Any]  # a POST /device/state body, parsed per device (``parse_state``)
+
+
+def parse_states(data: dict[str, Any]) -> list[StatesEntry]:
+    """``POST /device/states`` body → its entries. Only the envelope is checked here: a
+    secret that is not 64 hex characters is a wrong secret and a bad ``state`` a bad report
+    (error entries of their devices)."""
+    b = Body(data)
+    items = b.objects("devices", max_items=MAX_BATCH)
+    if not items:
+        b.fail("devices", f"must list 1-{MAX_BATCH} devices")
+    entries: list[StatesEntry] = []
+    seen: set[str] = set()
+    for d in items:
+        if "state" not in d.data:
+            d.fail("state", "is required")
+        state = d.data["state"]
+        if not isinstance(state, dict):
+            d.fail("state", "must be an object (a POST /device/state body)")
+        rest = Body({k: v for k, v in d.data.items() if k != "state"}, d.path)
+        serial = rest.string("serial", max_len=64)
+        if serial in seen:
+            rest.fail("serial", f"{serial!r} is listed twice")
+        seen.add(serial)
+        secret = rest.string("secret", max_len=256)
+        rest.done()
+        entries.append(StatesEntry(serial, secret, state))
+    b.done()
+    return entries
+
+
 # --- views -------------------------------------------------------------------------------
 
 
@@ -191,18 +230,41 @@ def announce() -> tuple[Response, int]:
     return jsonify({"state": "pending"}), 202
 
 
+def heartbeat_interval(cfg: ServerConfig) -> dt.timedelta:
+    """How old ``last_seen`` may get before a heartbeat that changes nothing refreshes it."""
+    return dt.timedelta(seconds=cfg.device_timeout_s / 4)
+
+
+def apply_state(s: Any, dev: m.Device, req: StateReport, cfg: ServerConfig,
+                now: dt.datetime | None = None) -> bool:
+    """What a state report does to its (adopted, authenticated) device: ``report_state``.
+    True when it wrote something (the caller commits). Both ``state`` and ``states`` use it."""
+    return report_state(
+        s, dev, online=req.online, network_up=req.network_up, stream_ok=req.stream_ok,
+        heads=req.heads, min_interval=heartbeat_interval(cfg), now=now,
+    )
+
+
+def heartbeat_need(stored: Any, req: StateReport, now: dt.datetime,
+                   cfg: ServerConfig) -> str:
+    """What a report needs against the stored device (a ``Device`` or a row of
+    ``_STATE_ROW``): ``"none"`` (nothing changes, ``last_seen`` is fresh), ``"refresh"``
+    (nothing changes but ``last_seen`` is due: a ``LastSeenBatch`` may take it) or
+    ``"write"`` (the reported state changes): the decision ``apply_state`` takes, without
+    writing."""
+    if state_changes(stored, online=req.online, network_up=req.network_up,
+                     stream_ok=req.stream_ok, heads=req.heads):
+        return "write"
+    return "refresh" if seen_due(stored.last_seen, now, heartbeat_interval(cfg)) else "none"
+
+
 @bp.post("/state")
 def state() -> Response:
     """Heartbeat and actual state; answers the device's current generation."""
     dev = current_device()
     req = parse_state(json_body(), dev.kind)
-    svc = services()
     s = db_session()
-    wrote = report_state(
-        s, dev, online=req.online, network_up=req.network_up, stream_ok=req.stream_ok,
-        heads=req.heads, min_interval=dt.timedelta(seconds=svc.config.device_timeout_s / 4),
-    )
-    if wrote:
+    if apply_state(s, dev, req, services().config):
         s.commit()
     return jsonify({"generation": int(dev.generation)})
 
@@ -322,17 +384,115 @@ def unchanged_state(svc: Services, environ: dict[str, Any], body: bytes,
         req = parse_state(data, row.kind)
     except ApiError:
         return None
-    if (req.online != row.online or req.heads != row.reported_heads
-            or (req.network_up is not None and req.network_up != row.network_up)
-            or (req.stream_ok is not None and req.stream_ok != row.stream_ok)):
-        return None
     now = m.utcnow()
-    if row.last_seen is None or now - row.last_seen >= dt.timedelta(
-            seconds=svc.config.device_timeout_s / 4):
+    need = heartbeat_need(row, req, now, svc.config)
+    if need == "write":
+        return None
+    if need == "refresh":
         if batch is None or not batch.running:
             return None
         batch.add(int(row.pk), now)
     return b'{"generation":%d}\n' % int(row.generation)
+
+
+_STATE_ROWS = select(
+    _D.serial, _D.pk, _D.kind, _D.adoption, _D.id, _D.credential_hash, _D.online,
+    _D.network_up, _D.stream_ok, _D.reported_heads, _D.last_seen, _D.generation,
+).where(_D.serial.in_(bindparam("serials", expanding=True)))
+_WRONG = ("UNAUTHORIZED", "unknown device or wrong secret")
+
+
+def _refusal(row: Any, secret: str) -> tuple[str, str] | None:
+    """``device_refusal`` for a row of ``_STATE_ROWS`` (None: no such serial): (code,
+    message) when the device may not report with `secret`, None when it may."""
+    if not SECRET_RE.match(secret):
+        return _WRONG
+    if (row is not None and row.adoption == "adopted" and row.id is not None
+            and secret_matches(row.credential_hash, secret)):
+        return None
+    stored = None if row is None else m.Device(
+        credential_hash=row.credential_hash, adoption=row.adoption, id=row.id)
+    refusal = device_refusal(stored, secret)  # never added to a session: nothing is written
+    return None if refusal is None else (refusal.code, refusal.message)
+
+
+def _error(exc: ApiError) -> bytes:
+    return encode({"code": exc.code, "message": exc.message})
+
+
+@bp.post("/states")
+def states() -> Response:
+    """The heartbeats of many devices of one process (docs/API.md): each entry does what
+    ``POST /device/state`` does for its device, and answers what it answers.
+
+    One query reads every device of the batch. Reports that change nothing write nothing
+    (a due ``last_seen`` goes to the ``LastSeenBatch`` when it runs, as in
+    ``unchanged_state``); the others are applied with ``apply_state`` in one write
+    transaction. When that transaction fails, the whole request answers 503 (the client
+    posts the batch again; nothing of it was applied but ``last_seen`` refreshes)."""
+    request.max_content_length = MAX_STATES_BODY
+    entries = parse_states(json_body(MAX_STATES_BODY))
+    svc = services()
+    cfg = svc.config
+    s = db_session()
+    rows = {r.serial: r for r in s.connection().execute(
+        _STATE_ROWS, {"serials": [e.serial for e in entries]})}
+    s.rollback()  # the read is done; writes (if any) take their own transaction
+    paths: WatchMiddleware | None = current_app.extensions.get("kvm_device_paths")
+    seen_later = None if paths is None else paths.last_seen
+    now = m.utcnow()
+    out: list[bytes] = [b""] * len(entries)
+    writes: list[tuple[int, StatesEntry, StateReport, str]] = []
+    for i, e in enumerate(entries):
+        row = rows.get(e.serial)
+        refusal = _refusal(row, e.secret)
+        if refusal is not None or row is None:
+            refusal = refusal or _WRONG
+            out[i] = _entry(e.serial, b"error", encode(
+                {"code": refusal[0], "message": refusal[1]}))
+            continue
+        try:
+            req = parse_state(e.state, row.kind)
+        except RequestError as exc:
+            out[i] = _entry(e.serial, b"error", _error(exc))
+            continue
+        need = heartbeat_need(row, req, now, cfg)
+        if need == "write" or (need == "refresh" and (seen_later is None
+                                                      or not seen_later.running)):
+            writes.append((i, e, req, row.kind))
+            continue
+        if need == "refresh":
+            assert seen_later is not None
+            seen_later.add(int(row.pk), now)
+        out[i] = _entry(e.serial, b"generation", b"%d" % int(row.generation))
+    if writes:
+        _write_states(svc, writes, out, now)
+    return _json(b'{"answers":[' + b",".join(out) + b"]}")
+
+
+def _write_states(svc: Services,
+                  writes: Sequence[tuple[int, StatesEntry, StateReport, str]],
+                  out: list[bytes], now: dt.datetime) -> None:
+    """Apply the reports of `writes` (index in `out`, entry, report, the kind it was parsed
+    for) in one write transaction and fill in their answers; ApiError 503 when it fails."""
+    try:
+        with svc.db.begin() as ws:
+            serials = [e.serial for _, e, _, _ in writes]
+            devs = {d.serial: d for d in ws.scalars(
+                select(m.Device).where(m.Device.serial.in_(serials)))}
+            for i, e, req, kind in writes:
+                dev = devs.get(e.serial)
+                # Checked again in the write transaction: an admin may have reset it since.
+                refusal = device_refusal(dev, e.secret)
+                if refusal is not None or dev is None or dev.kind != kind:
+                    exc = refusal or ApiError(401, *_WRONG)
+                    out[i] = _entry(e.serial, b"error", _error(exc))
+                    continue
+                apply_state(ws, dev, req, svc.config, now)
+                out[i] = _entry(e.serial, b"generation", b"%d" % int(dev.generation))
+    except Exception as exc:
+        log.error("writing device states failed: %s", exc.__class__.__name__, exc_info=exc)
+        raise ApiError(503, "INTERNAL", "database unavailable, try again") from None
 
 
 def watch_body(built: Built, dev_id: str, generation: int) -> dict[str, Any]:

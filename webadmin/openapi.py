@@ -160,6 +160,28 @@ SCHEMAS: J = {
             "code": {"type": "string", "enum": ["UNAUTHORIZED", "PENDING"]},
             "message": {"type": "string"}})}),
     ]}}}),
+    "StatesRequest": obj(
+        {
+            "devices": {"type": "array", "minItems": 1, "maxItems": 256,
+                        "description": "serials unique within the body",
+                        "items": obj({
+                            "serial": {"type": "string", "maxLength": 64},
+                            "secret": {"type": "string", "maxLength": 256,
+                                       "description": "the device's 64 hex secret"},
+                            "state": ref("StateReport"),
+                        }, required=["serial", "secret", "state"])},
+        },
+        required=["devices"],
+    ),
+    "States": obj({"answers": {"type": "array", "items": {"oneOf": [
+        obj({"serial": {"type": "string"},
+             "generation": {"type": "integer", "minimum": 0}},
+            required=["serial", "generation"]),
+        obj({"serial": {"type": "string"}, "error": obj({
+            "code": {"type": "string",
+                     "enum": ["UNAUTHORIZED", "PENDING", "VALIDATION", "UNKNOWN_FIELD"]},
+            "message": {"type": "string"}})}, required=["serial", "error"]),
+    ]}}}),
     "TokenRequest": obj({"user": {"type": "string", "maxLength": 64},
                          "password": {"type": "string", "maxLength": 256}}),
     "Token": obj({"token": {"type": "string"},
@@ -202,6 +224,19 @@ PATHS: J = {
         "requestBody": {"required": True, **json_body(ref("StateReport"))},
         "responses": {"200": json_body(ref("Generation"), "the device's generation"),
                       **DEVICE_ERRORS},
+    }},
+    "/api/v1/device/states": {"post": {
+        "tags": ["device"],
+        "summary": "Heartbeats and actual states of many devices of one process (credentials "
+                   "in the body)",
+        "requestBody": {"required": True, **json_body(ref("StatesRequest"))},
+        "responses": {
+            "200": json_body(ref("States"), "per device, in the request's order: its "
+                                            "generation, or why it was refused"),
+            "400": err("bad JSON, wrong types, unknown fields (nothing applied)"),
+            "413": err("body larger than 256 KiB"),
+            "503": err("the database failed; nothing applied, post the batch again"),
+        },
     }},
     "/api/v1/device/watch": {"get": {
         "tags": ["device"], "summary": "Long poll for desired routing, session and settings",

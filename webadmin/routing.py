@@ -631,6 +631,31 @@ def enforce_scopes(s: Session, built: Built, actor: str = "system") -> set[str]:
 # --- device reports ----------------------------------------------------------------------
 
 
+def state_changes(
+    stored: Any,
+    *,
+    online: bool,
+    network_up: bool | None,
+    stream_ok: bool | None,
+    heads: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The reported-state columns a report changes (empty: it changes nothing). `stored` is
+    a ``Device`` or a row with its ``online``, ``network_up``, ``stream_ok`` and
+    ``reported_heads``; None for `network_up` / `stream_ok` means not reported."""
+    values: dict[str, Any] = {"online": online, "reported_heads": heads}
+    if network_up is not None:
+        values["network_up"] = network_up
+    if stream_ok is not None:
+        values["stream_ok"] = stream_ok
+    return {key: value for key, value in values.items() if getattr(stored, key) != value}
+
+
+def seen_due(last_seen: dt.datetime | None, now: dt.datetime, min_interval: dt.timedelta
+             ) -> bool:
+    """True when a heartbeat must refresh ``last_seen`` (never set, or `min_interval` old)."""
+    return last_seen is None or now - last_seen >= min_interval
+
+
 def report_state(
     s: Session,
     device: m.Device,
@@ -648,17 +673,11 @@ def report_state(
     `min_interval`, which bounds the write rate of idle heartbeats.
     """
     now = now or m.utcnow()
-    changed = False
-    values: dict[str, Any] = {"online": online, "reported_heads": heads}
-    if network_up is not None:
-        values["network_up"] = network_up
-    if stream_ok is not None:
-        values["stream_ok"] = stream_ok
-    for key, value in values.items():
-        if getattr(device, key) != value:
-            setattr(device, key, value)
-            changed = True
-    if changed or device.last_seen is None or now - device.last_seen >= min_interval:
+    changes = state_changes(device, online=online, network_up=network_up,
+                            stream_ok=stream_ok, heads=heads)
+    for key, value in changes.items():
+        setattr(device, key, value)
+    if changes or seen_due(device.last_seen, now, min_interval):
         device.last_seen = now
         return True
     return False
