@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import bindparam, func, or_, select, update
@@ -245,8 +245,11 @@ def apply_state(s: Any, dev: m.Device, req: StateReport, cfg: ServerConfig,
     )
 
 
+Need = Literal["none", "refresh", "write"]
+
+
 def heartbeat_need(stored: Any, req: StateReport, now: dt.datetime,
-                   cfg: ServerConfig) -> str:
+                   cfg: ServerConfig) -> Need:
     """What a report needs against the stored device (a ``Device`` or a row of
     ``_STATE_ROW``): ``"none"`` (nothing changes, ``last_seen`` is fresh), ``"refresh"``
     (nothing changes but ``last_seen`` is due: a ``LastSeenBatch`` may take it) or

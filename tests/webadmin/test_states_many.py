@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event, select, update
 
-from tests.webadmin.conftest import RX, TX, Room, db_of, secret_of, seed_room
+from tests.webadmin.conftest import RX, TX, Room, db_of, device_auth, secret_of, seed_room
 from tests.webadmin.test_api_admin import Admin, token
+from tests.webadmin.test_durability import Server, data_dir  # noqa: F401 - fixture
 from tests.webadmin.test_idle import age, check, set_idle
 from tests.webadmin.test_openapi import Checker
 from webadmin import models as m
@@ -315,6 +317,9 @@ BAD_BODIES: list[tuple[Any, int, str, str]] = [
     ({"devices": [entry("5002", rx_state(network_up=False)),
                   entry("5003", rx_state(), secret="a" * 300)]},
      400, "VALIDATION", "devices[1].secret: longer than 256"),
+    ({"devices": [entry("5002", rx_state(network_up=False)),
+                  {**entry("5003", rx_state()), "secret": None}]},
+     400, "VALIDATION", "devices[1].secret: must be a string"),
     ({"devices": [entry("5002", rx_state(network_up=False)), "SIM-RX-5003"]},
      400, "VALIDATION", "devices[1]: must be an object"),
     ({"devices": {"serial": "SIM-RX-5002"}}, 400, "VALIDATION", "devices: must be a list"),
@@ -449,3 +454,47 @@ def test_answers_conform_to_the_served_openapi_document(client: FlaskClient,
     checker.check(S, "post", client.post(S, data=b"x" * (256 * 1024 + 1),
                                          content_type="application/json"))
     assert {status for _, _, status in checker.seen} == {"200", "400", "413"}
+
+
+@pytest.mark.slow
+def test_batches_through_kvm_server(data_dir: tuple[Path, str],  # noqa: F811
+                                    server_config: dict[str, Any]) -> None:
+    """The real server takes a batch larger than 64 KiB and answers each device; a change
+    in it is stored; a body past 256 KiB is refused without breaking the server."""
+    server = Server(*data_dir)
+
+    def generation(device: str) -> int:
+        resp = requests.get(f"{server.url}/api/v1/device/watch?timeout=0", timeout=30,
+                            headers=device_auth(serial(device)))
+        assert resp.status_code == 200, resp.text
+        return int(resp.json()["generation"])
+
+    try:
+        devices = [*TX, *RX]
+        padding = [{"serial": f"SIM-RX-{9000 + i}".ljust(64, "x"), "secret": "ab" * 32,
+                    "state": rx_state(2, "0001:1")} for i in range(MAX_BATCH - len(devices))]
+        body = {"devices": [entry(d, stored_state(d)) for d in devices] + padding}
+        body["devices"][0]["state"] = tx_state(video=False)        # 0001: video off
+        assert len(json.dumps(body)) > 64 * 1024
+        for _ in range(2):                                          # a change, then unchanged
+            resp = requests.post(server.url + S, json=body, timeout=30)
+            assert resp.status_code == 200, resp.text
+            got = [(a["serial"], a.get("generation"), a.get("error", {}).get("code"))
+                   for a in resp.json()["answers"]]
+            assert got[:len(devices)] == [(serial(d), generation(d), None) for d in devices]
+            assert {code for _, _, code in got[len(devices):]} == {"UNAUTHORIZED"}
+        big = json.dumps(body).encode()
+        big = big[:-1] + b" " * (256 * 1024 + 1 - len(big)) + b"}"
+        resp = requests.post(server.url + S, data=big, timeout=30,
+                             headers={"Content-Type": "application/json"})
+        assert resp.status_code == 413 and resp.json()["error"]["code"] == "TOO_LARGE"
+        assert server.post("/api/v1/device/state", "0001", tx_state())["generation"] >= 0
+    finally:
+        assert server.stop() == 0
+    app = create_app(server_config)
+    try:
+        with db_of(app).session() as s:
+            dev = s.scalars(select(m.Device).where(m.Device.id == "0001")).one()
+            assert dev.reported_heads == [{"head": 1, "video": True}]   # the last report
+    finally:
+        app.extensions["kvm"].db.dispose()
