@@ -30,6 +30,7 @@ import requests
 log = logging.getLogger("kvm.lab.tx_gateway")
 
 Json = dict[str, Any]
+BATCH = 256  # Tx per state request (the server's bound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +218,17 @@ def _outcome(resp: requests.Response, kind: str) -> Outcome:
     return "failed"
 
 
+def _entry_outcome(entry: Any) -> Outcome:
+    """The outcome of one device's entry in a ``device/states`` answer."""
+    if not isinstance(entry, dict):
+        return "failed"
+    if isinstance(entry.get("generation"), int):
+        return "ok"
+    error = entry.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return "unauthorized" if code in ("UNAUTHORIZED", "PENDING") else "failed"
+
+
 class TxGateway:
     """Thread: every `poll_s` read the Tx reports and make the requests `GatewayCore` plans."""
 
@@ -273,10 +285,17 @@ class TxGateway:
             return
         with self._lock:
             sends = self.core.plan(time.monotonic(), reports)
-        for send in sends:
+        # The state posts go together, BATCH Tx a request (``POST /device/states``): as
+        # single posts, 1,000 Tx cost the server ~0.4 of a core in heartbeats alone.
+        states = [send for send in sends if send.kind == "state"]
+        done = [(send, self._send(session, send)) for send in sends if send.kind != "state"
+                if not self._stop.is_set()]
+        for i in range(0, len(states), BATCH):
             if self._stop.is_set():
-                return
-            outcome = self._send(session, send)
+                break
+            batch = states[i:i + BATCH]
+            done += zip(batch, self._send_states(session, batch), strict=True)
+        for send, outcome in done:
             if outcome == "pending":
                 self._warn_once(
                     send.serial, "the server holds this serial as pending (not in the topology?)"
@@ -315,6 +334,23 @@ class TxGateway:
                 f"{send.kind} {send.serial}: HTTP {resp.status_code} {resp.text[:200]}"
             )
         return outcome
+
+    def _send_states(self, session: requests.Session, sends: list[Send]) -> list[Outcome]:
+        """Post the states of `sends` in one request; the outcome of each, in order."""
+        body = {"devices": [{"serial": s.serial, "secret": self.core.secret_of[s.serial],
+                             "state": s.body} for s in sends]}
+        try:
+            resp = session.post(f"{self.server_url}/api/v1/device/states", json=body,
+                                timeout=self.timeout_s)
+            answers = resp.json().get("answers") if resp.status_code == 200 else None
+        except (requests.RequestException, ValueError, AttributeError) as exc:
+            self.last_error = f"state of {len(sends)} Tx: {exc}"
+            return ["failed"] * len(sends)
+        if not isinstance(answers, list):
+            self.last_error = f"state of {len(sends)} Tx: HTTP {resp.status_code} {resp.text[:200]}"
+            return ["failed"] * len(sends)
+        by_serial = {a.get("serial"): a for a in answers if isinstance(a, dict)}
+        return [_entry_outcome(by_serial.get(s.serial)) for s in sends]
 
     def _run(self) -> None:
         with requests.Session() as session:

@@ -185,6 +185,7 @@ def _run(args: argparse.Namespace) -> int:
     from osd.client import StateDirError
     from osd.control import ControlServer, OverlayPainter
     from osd.hub import Hub
+    from osd.reportgroup import ReportGroup
     from osd.runtime import Controller, ControllerConfig, PortError
     from osd.watchgroup import WatchGroup
 
@@ -216,7 +217,8 @@ def _run(args: argparse.Namespace) -> int:
     controllers: list[Controller] = []
     # A controller host long-polls for all its controllers in one request per server (one
     # thread per 256): a thread each made a push to every Rx a storm of thread switches.
-    groups: dict[str, WatchGroup] = {}
+    # Its controllers' state reports go together too (docs/CONTROLLER.md "Threads").
+    groups: dict[str, tuple[WatchGroup, ReportGroup]] = {}
     control: ControlServer | None = None
     try:
         for cfg in configs:
@@ -224,11 +226,14 @@ def _run(args: argparse.Namespace) -> int:
             if args.many is not None:
                 group = groups.get(cfg.server_url)
                 if group is None:
-                    group = groups[cfg.server_url] = WatchGroup(
-                        cfg.server_url, hub, watch_timeout=cfg.watch_timeout,
-                        retry=cfg.server_retry)
+                    group = groups[cfg.server_url] = (
+                        WatchGroup(cfg.server_url, hub, watch_timeout=cfg.watch_timeout,
+                                   retry=cfg.server_retry),
+                        ReportGroup(cfg.server_url, call_timeout=cfg.call_timeout))
+                    group[1].start()
             try:
-                ctrl = Controller(cfg, hub=hub, watches=group)
+                ctrl = Controller(cfg, hub=hub, watches=group and group[0],
+                                  reports=group and group[1])
                 ctrl.start(check_port=True)
             except (StateDirError, PortError) as exc:
                 raise UsageError(f"{cfg.name or cfg.serial_url}: {exc}") from None
@@ -257,8 +262,9 @@ def _run(args: argparse.Namespace) -> int:
         if controllers:
             with ThreadPoolExecutor(max_workers=min(64, len(controllers))) as pool:
                 list(pool.map(lambda c: c.stop(), controllers))
-        for group in groups.values():
-            group.close()
+        for watches, reports in groups.values():
+            watches.close()
+            reports.close()
         hub.close()
     return 0
 

@@ -417,6 +417,17 @@ def parse_watch(body: Any) -> Watched:
     )
 
 
+def state_body(*, online: bool, network_up: bool,
+               heads: list[tuple[int, tuple[str, int] | None, bool]]) -> dict[str, Any]:
+    """The ``device/state`` body of an Rx: (head, source or None, video) per head."""
+    return {
+        "online": online,
+        "network_up": network_up,
+        "heads": [{"head": h, "source": format_source(src), "video": video}
+                  for h, src, video in heads],
+    }
+
+
 def parse_action(body: Any) -> ActionAnswer:
     d = _obj(body, "answer")
     text = d.get("text") or {}
@@ -494,12 +505,7 @@ class ServerClient:
     def report_state(self, *, online: bool, network_up: bool,
                      heads: list[tuple[int, tuple[str, int] | None, bool]]) -> ReportOutcome:
         """Heartbeat with the actual state: (head, source or None, video) per head."""
-        body = {
-            "online": online,
-            "network_up": network_up,
-            "heads": [{"head": h, "source": format_source(src), "video": video}
-                      for h, src, video in heads],
-        }
+        body = state_body(online=online, network_up=network_up, heads=heads)
         res = self._request("POST", "/api/v1/device/state", body, self._bg)
         if isinstance(res, (ServerUnreachable, Pending, Refused)):
             return res

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from serial import SerialBase, SerialException
 
@@ -37,6 +37,7 @@ from osd import events as ev
 from osd.hub import Hub, TimerHandle
 from osd.model import MenuView, Mode, ScreenKind, ScreenModel
 from osd.reconcile import Reconciler, RequestStatus, Switch
+from osd.reportgroup import Report, ReportGroup
 from osd.screen import OsdMachine
 from osd.watchgroup import Ticket, WatchGroup
 
@@ -51,6 +52,7 @@ class Link(Protocol):
     def close(self) -> None: ...
 
 
+ReportedState = tuple[bool, tuple[tuple[int, Any, bool], ...]]  # (network up, heads)
 LinkFactory = Callable[[str, Callable[[Event], None], SerialBase | None], Link]
 
 
@@ -108,9 +110,11 @@ class Controller:
 
     def __init__(self, config: ControllerConfig, *, hub: Hub | None = None,
                  link_factory: LinkFactory | None = None,
-                 watches: WatchGroup | None = None) -> None:
+                 watches: WatchGroup | None = None,
+                 reports: ReportGroup | None = None) -> None:
         self.config = config
         self._watches = watches   # the process's shared long poll, else a thread of our own
+        self._reports = reports   # the process's shared state reports, else our own calls
         self._own_hub = hub is None
         self.hub = hub or Hub(workers=2)
         self._clock = self.hub.clock
@@ -509,7 +513,7 @@ class Controller:
             self._want_report(force=True)
             self._start_heartbeat()
 
-    def _current_report(self) -> tuple[bool, tuple[tuple[int, Any, bool], ...]]:
+    def _current_report(self) -> ReportedState:
         return (self.shown.network_up is not False, tuple(self.reconciler.report()))
 
     def _want_report(self, force: bool = False) -> None:
@@ -534,8 +538,22 @@ class Controller:
             if self._stopped or not self._link_up or self.adopted is None or client is None:
                 return
             report = self._current_report()
-        network_up, heads = report
+            network_up, heads = report
+            if self._reports is not None:
+                serial, secret = client.credential
+                body = api.state_body(online=True, network_up=network_up, heads=list(heads))
+                self._reports.submit(self, Report(serial, secret, body, (client, report)))
+                return
         out = client.report_state(online=True, network_up=network_up, heads=list(heads))
+        self._reported(client, report, out)
+
+    def report_answer(self, sent: Report, out: api.ReportOutcome) -> None:
+        """The shared reports' outcome for us (``osd.reportgroup``)."""
+        client, report = cast(tuple[api.ServerClient, ReportedState], sent.token)
+        self._reported(client, report, out)
+
+    def _reported(self, client: api.ServerClient, report: ReportedState,
+                  out: api.ReportOutcome) -> None:
         with self._lock:
             if self._stopped or client is not self.client:
                 return

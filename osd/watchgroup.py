@@ -21,13 +21,15 @@ import logging
 import math
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from osd import client as api
 from osd.hub import Hub, TimerHandle
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BATCH = 256          # devices per poll (the server's bound, MAX_BATCH)
 POKE_DELAY = 0.05    # s: pokes within this window end the poll in flight once
@@ -55,16 +57,22 @@ class Member(Protocol):
 
 def parse_answers(body: Any) -> dict[str, api.WatchOutcome]:
     """serial → outcome of a ``watches`` answer (``api.BadAnswer`` if malformed)."""
+    return answers_by_serial(body, lambda entry: api.parse_watch(entry.get("watch")))
+
+
+def answers_by_serial(body: Any,
+                      parse: Callable[[dict[str, Any]], T]) -> dict[str, T | api.Failure]:
+    """serial → outcome of a batch answer ``{"answers": [{"serial": ..., ...}]}`` (the
+    device calls for many devices, docs/API.md): an entry with ``error`` is that device's
+    ``Pending``/``Refused``, any other is ``parse(entry)``; ``api.BadAnswer`` if malformed."""
     if not isinstance(body, dict) or not isinstance(body.get("answers"), list):
         raise api.BadAnswer("'answers' is not a list")
-    out: dict[str, api.WatchOutcome] = {}
+    out: dict[str, T | api.Failure] = {}
     for entry in body["answers"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("serial"), str):
             raise api.BadAnswer("an answer has no serial")
-        if "error" in entry:
-            out[entry["serial"]] = api.error_outcome(entry, 401)
-        else:
-            out[entry["serial"]] = api.parse_watch(entry.get("watch"))
+        out[entry["serial"]] = (api.error_outcome(entry, 401) if "error" in entry
+                                else parse(entry))
     return out
 
 

@@ -215,6 +215,13 @@ class FakeServer:
                         status, answer = 409, {"error": {"code": "CONFLICT", "message": "x"}}
                     else:
                         answer = {"state": "adopted"}
+                elif self.path == "/api/v1/device/states":
+                    answer = {"answers": [
+                        {"serial": d["serial"], "generation": 1}
+                        if fake.bound.get(d["serial"]) == d["secret"] else
+                        {"serial": d["serial"],
+                         "error": {"code": "UNAUTHORIZED", "message": "wrong secret"}}
+                        for d in body["devices"]]}
                 elif auth is None or auth.removeprefix("Device ").split(":")[1] != fake.bound.get(
                     auth.removeprefix("Device ").split(":")[0]
                 ):
@@ -253,12 +260,27 @@ def test_gateway_rounds_against_a_server(fake_server: FakeServer) -> None:
         gw.tick(session)
         gw.tick(session)
     paths = [(p, a) for p, a, _ in fake_server.calls]
-    assert paths == [
-        ("/api/v1/device/announce", None),
-        ("/api/v1/device/state", f"Device SIM-TX-0001:{'a' * 64}"),
-    ]
+    assert paths == [("/api/v1/device/announce", None), ("/api/v1/device/states", None)]
     assert fake_server.calls[0][2]["kind"] == "tx"
+    assert fake_server.calls[1][2] == {"devices": [
+        {"serial": "SIM-TX-0001", "secret": "a" * 64, "state": report().state_body()}]}
     assert gw.reporting() == {"SIM-TX-0001"}
+
+
+def test_gateway_posts_the_states_together_and_handles_each_answer(
+        fake_server: FakeServer) -> None:
+    """300 Tx: two state requests (256 + 44), not 300; a Tx whose secret the server does not
+    accept announces again while the others keep reporting."""
+    serials = [f"SIM-TX-{i:04d}" for i in range(1, 301)]
+    secrets = {s: f"{i:064x}" for i, s in enumerate(serials)}
+    gw = TxGateway(fake_server.url, lambda: [report(s) for s in serials], secrets)
+    with requests.Session() as session:
+        gw.tick(session)   # 300 announces
+        fake_server.bound["SIM-TX-0007"] = "f" * 64   # an admin reset it meanwhile
+        gw.tick(session)
+    states = [body for path, _, body in fake_server.calls if path == "/api/v1/device/states"]
+    assert [len(b["devices"]) for b in states] == [256, 44]
+    assert gw.reporting() == set(serials) - {"SIM-TX-0007"}
 
 
 def test_gateway_survives_a_dead_server_and_a_broken_simulator() -> None:

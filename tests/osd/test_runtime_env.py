@@ -27,6 +27,7 @@ import requests
 from firmware_sim.simulator import Simulator
 from firmware_sim.tx_gateway import TxGateway, load_secrets, reports_from_sim_state
 from osd.hub import Hub
+from osd.reportgroup import ReportGroup
 from osd.runtime import Controller, ControllerConfig
 from osd.watchgroup import WatchGroup
 from webadmin import topology
@@ -106,8 +107,12 @@ class RxEnv:
             load_secrets(tmp / "tx-secrets.json", tx_serials), poll_s=0.1, heartbeat_s=8.0)
         self.gateway.start()
         self.hub = Hub(workers=4)
-        # grouped: the controllers share one long poll, as in ``kvm-rx --many``.
+        # grouped: the controllers share one long poll and post their reports together,
+        # as in ``kvm-rx --many``.
         self.watches = WatchGroup(self.url, self.hub, retry=(0.1, 0.5)) if grouped else None
+        self.reports = ReportGroup(self.url) if grouped else None
+        if self.reports is not None:
+            self.reports.start()
         self.controllers: dict[str, Controller] = {}
 
     # --- server ---------------------------------------------------------------------------
@@ -147,7 +152,7 @@ class RxEnv:
         kw.setdefault("heartbeat", (8.0, 9.0))
         config = ControllerConfig(serial_url=self.ports[rx]["url"], server_url=self.url,
                                   state_dir=self.tmp / f"rx-{rx}", name=rx, **kw)
-        ctrl = Controller(config, hub=self.hub, watches=self.watches)
+        ctrl = Controller(config, hub=self.hub, watches=self.watches, reports=self.reports)
         ctrl.start()
         self.controllers[rx] = ctrl
         return ctrl
@@ -160,6 +165,8 @@ class RxEnv:
             ctrl.stop()
         if self.watches is not None:
             self.watches.close()
+        if self.reports is not None:
+            self.reports.close()
         self.hub.close()
         self.gateway.stop()
         self.sim.stop()

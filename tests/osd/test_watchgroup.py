@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from osd import client as api
+from osd.reportgroup import parse_reported
 from osd.watchgroup import parse_answers
 from tests.osd.test_runtime_env import RxEnv, wait_until
 from tests.osd.test_runtime_sim import UNREACHABLE, act, login, osd, ready, source
@@ -36,6 +37,9 @@ def test_a_push_reaches_every_controller_of_the_group(env: RxEnv) -> None:
     act(env, "5001", a, "2 Enter", "推送成功")
     wait_until(lambda: source(env, "5002") == "0001:1", 10, "5002 to show 0001")
     assert osd(b)["heads"][0]["desired"] == "0001:1"
+    # 5002 was online on the server for the push: its heartbeats went in the shared reports.
+    assert env.reports is not None and env.reports.posts >= 1
+    assert osd(b)["stats"]["reports"] >= 1
     # The seat of 5002 learnt who pushed: its own session is still nobody's.
     assert osd(b)["user"] is None and osd(b)["screen"] == "login"
 
@@ -94,6 +98,15 @@ def test_a_reset_device_announces_again_while_the_others_keep_watching(
     wait_until(lambda: source(env, "5001") == "0001:1", 10, "5001 still switches")
     assert osd(a)["stats"]["watch_answers"] > answers
     assert osd(a)["status"] == "网络正常"
+
+
+def test_parse_reported() -> None:
+    out = parse_reported({"answers": [
+        {"serial": "A", "generation": 7},
+        {"serial": "B", "error": {"code": "VALIDATION", "message": "heads: too many"}}]})
+    assert out == {"A": api.Reported(7), "B": api.Refused(401, "VALIDATION", "heads: too many")}
+    with pytest.raises(api.BadAnswer):
+        parse_reported({"answers": [{"serial": "A", "generation": True}]})
 
 
 def test_parse_answers() -> None:
