@@ -227,8 +227,7 @@ def _run(args: argparse.Namespace) -> int:
                 group = groups.get(cfg.server_url)
                 if group is None:
                     group = groups[cfg.server_url] = (
-                        WatchGroup(cfg.server_url, hub, watch_timeout=cfg.watch_timeout,
-                                   retry=cfg.server_retry),
+                        WatchGroup(cfg.server_url, hub, watch_timeout=cfg.watch_timeout),
                         ReportGroup(cfg.server_url, call_timeout=cfg.call_timeout))
                     group[1].start()
             try:
