@@ -128,6 +128,10 @@ class OsdMachine:
                     s.server_ok = reachable
                     s.login.status = None
             case ev.SessionInfo():
+                if self._session_settled(event):
+                    # Every watch answer repeats the session (a push to every Rx sends one
+                    # to each): nothing to change, so no model to rebuild and compare.
+                    return fx
                 self._session(event, now_ms, fx)
             case ev.ScreenActive(active=active):
                 if active != s.active:
@@ -298,6 +302,16 @@ class OsdMachine:
         s.login, s.menu, s.menu_open = LoginForm(), MenuState(), True
         s.last_key = now
         fx.append(ev.RequestDevices(Mode.CONNECT))
+
+    def _session_settled(self, info: ev.SessionInfo) -> bool:
+        """``info`` is what the machine already has: ``_session`` would change nothing."""
+        s = self._s
+        if s.logout_pending:
+            return False
+        if info.user is None:
+            return s.user is None
+        return (info.user == s.user and info.keys_allowed == s.keys_allowed
+                and info.lang == s.session_lang)
 
     def _session(self, info: ev.SessionInfo, now: float, fx: list[ev.Effect]) -> None:
         s = self._s

@@ -31,6 +31,21 @@ def test_logged_out_elsewhere_locks_the_seat(closed: Seat) -> None:
     assert not forwarded(closed.type("secret"))
 
 
+def test_a_watch_answer_repeating_the_session_changes_nothing(closed: Seat) -> None:
+    """Every watch answer carries the session (a push to every Rx sends one to each): when
+    it is the one the seat has, nothing is drawn or sent, and the next change still acts."""
+    user = closed.machine.state.user
+    assert user is not None
+    same = ev.SessionInfo(user, closed.machine.state.keys_allowed,
+                          closed.machine.state.session_lang)
+    assert closed.event(same) == []
+    assert closed.kind is ScreenKind.CLOSED
+    assert forwarded(closed.type("ok")) == text_events("ok")
+    assert closed.event(ev.SessionInfo(None)) != []
+    assert closed.kind is ScreenKind.LOGIN
+    assert closed.event(ev.SessionInfo(None)) == []   # still logged out: nothing to redraw
+
+
 def test_logged_in_at_another_screen_unlocks_with_the_overlay_hidden() -> None:
     seat = Seat()
     out = seat.event(ev.SessionInfo("hxfj"))
