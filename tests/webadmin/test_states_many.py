@@ -28,7 +28,8 @@ from tests.webadmin.test_durability import Server, data_dir  # noqa: F401 - fixt
 from tests.webadmin.test_idle import age, check, set_idle
 from tests.webadmin.test_openapi import Checker
 from webadmin import models as m
-from webadmin.api_device import MAX_BATCH, WatchMiddleware
+from webadmin.api_device import WatchMiddleware
+from webadmin.api_device_batch import MAX_BATCH
 from webadmin.app import create_app
 
 S = "/api/v1/device/states"
