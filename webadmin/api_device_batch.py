@@ -55,6 +55,23 @@ log = logging.getLogger("webadmin.api")
 # --- parsers -----------------------------------------------------------------------------
 
 
+def _batch_items(b: Body) -> list[Body]:
+    """The ``devices`` of a batch body: 1 to MAX_BATCH objects."""
+    items: list[Body] = b.objects("devices", max_items=MAX_BATCH)
+    if not items:
+        b.fail("devices", f"must list 1-{MAX_BATCH} devices")
+    return items
+
+
+def _credential(d: Body, seen: set[str]) -> tuple[str, str]:
+    """(serial, secret) of one entry of a batch; a serial already in `seen` is refused."""
+    serial = d.string("serial", max_len=64)
+    if serial in seen:
+        d.fail("serial", f"{serial!r} is listed twice")
+    seen.add(serial)
+    return serial, d.string("secret", max_len=256)
+
+
 @dataclass(frozen=True)
 class BatchDevice:
     serial: str
@@ -68,17 +85,10 @@ def parse_watches(data: dict[str, Any], long_poll_max_s: int) -> tuple[int, list
     b = Body(data)
     timeout = b.integer("timeout", lo=0, hi=long_poll_max_s, required=False,
                         default=min(DEFAULT_WATCH_S, long_poll_max_s))
-    items = b.objects("devices", max_items=MAX_BATCH)
-    if not items:
-        b.fail("devices", f"must list 1-{MAX_BATCH} devices")
     devices: list[BatchDevice] = []
     seen: set[str] = set()
-    for d in items:
-        serial = d.string("serial", max_len=64)
-        if serial in seen:
-            d.fail("serial", f"{serial!r} is listed twice")
-        seen.add(serial)
-        secret = d.string("secret", max_len=256)
+    for d in _batch_items(b):
+        serial, secret = _credential(d, seen)
         since = d.integer("generation", lo=-1, hi=2**62, required=False, default=-1)
         d.done()
         devices.append(BatchDevice(serial, secret, since))
@@ -98,23 +108,16 @@ def parse_states(data: dict[str, Any]) -> list[StatesEntry]:
     secret that is not 64 hex characters is a wrong secret and a bad ``state`` a bad report
     (error entries of their devices)."""
     b = Body(data)
-    items = b.objects("devices", max_items=MAX_BATCH)
-    if not items:
-        b.fail("devices", f"must list 1-{MAX_BATCH} devices")
     entries: list[StatesEntry] = []
     seen: set[str] = set()
-    for d in items:
+    for d in _batch_items(b):
         if "state" not in d.data:
             d.fail("state", "is required")
         state = d.data["state"]
         if not isinstance(state, dict):
             d.fail("state", "must be an object (a POST /device/state body)")
         rest = Body({k: v for k, v in d.data.items() if k != "state"}, d.path)
-        serial = rest.string("serial", max_len=64)
-        if serial in seen:
-            rest.fail("serial", f"{serial!r} is listed twice")
-        seen.add(serial)
-        secret = rest.string("secret", max_len=256)
+        serial, secret = _credential(rest, seen)
         rest.done()
         entries.append(StatesEntry(serial, secret, state))
     b.done()
