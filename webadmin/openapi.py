@@ -32,6 +32,26 @@ def json_body(schema: J, description: str = "") -> J:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def batch_devices(props: J, required: list[str] | None = None) -> J:
+    """The ``devices`` of a device host's batch request: each a credential plus `props`."""
+    return {"type": "array", "minItems": 1, "maxItems": 256,
+            "description": "serials unique within the body",
+            "items": obj({"serial": {"type": "string", "maxLength": 64},
+                          "secret": {"type": "string", "maxLength": 256,
+                                     "description": "the device's 64 hex secret"},
+                          **props}, required=["serial", "secret", *(required or [])])}
+
+
+def batch_answers(answer: J, codes: list[str], *, required: bool = False) -> J:
+    """A batch answer: per device its `answer` fields or an error with one of `codes`."""
+    serial = {"serial": {"type": "string"}}
+    error = obj({"code": {"type": "string", "enum": codes}, "message": {"type": "string"}})
+    return obj({"answers": {"type": "array", "items": {"oneOf": [
+        obj({**serial, **answer}, required=["serial", *answer] if required else None),
+        obj({**serial, "error": error}, required=["serial", "error"] if required else None),
+    ]}}})
+
+
 def err(description: str) -> J:
     return json_body(ref("Error"), description)
 
@@ -141,47 +161,22 @@ SCHEMAS: J = {
     "WatchesRequest": obj(
         {
             "timeout": {"type": "integer", "minimum": 0, "maximum": 60, "default": 25},
-            "devices": {"type": "array", "minItems": 1, "maxItems": 256,
-                        "description": "serials unique within the body",
-                        "items": obj({
-                            "serial": {"type": "string", "maxLength": 64},
-                            "secret": {"type": "string", "maxLength": 256,
-                                       "description": "the device's 64 hex secret"},
-                            "generation": {"type": "integer", "minimum": -1,
-                                           "default": -1,
-                                           "description": "last generation seen"},
-                        }, required=["serial", "secret"])},
+            "devices": batch_devices({
+                "generation": {"type": "integer", "minimum": -1, "default": -1,
+                               "description": "last generation seen"}}),
         },
         required=["devices"],
     ),
-    "Watches": obj({"answers": {"type": "array", "items": {"oneOf": [
-        obj({"serial": {"type": "string"}, "watch": ref("Watch")}),
-        obj({"serial": {"type": "string"}, "error": obj({
-            "code": {"type": "string", "enum": ["UNAUTHORIZED", "PENDING"]},
-            "message": {"type": "string"}})}),
-    ]}}}),
+    "Watches": batch_answers({"watch": ref("Watch")}, ["UNAUTHORIZED", "PENDING"]),
     "StatesRequest": obj(
         {
-            "devices": {"type": "array", "minItems": 1, "maxItems": 256,
-                        "description": "serials unique within the body",
-                        "items": obj({
-                            "serial": {"type": "string", "maxLength": 64},
-                            "secret": {"type": "string", "maxLength": 256,
-                                       "description": "the device's 64 hex secret"},
-                            "state": ref("StateReport"),
-                        }, required=["serial", "secret", "state"])},
+            "devices": batch_devices({"state": ref("StateReport")}, required=["state"]),
         },
         required=["devices"],
     ),
-    "States": obj({"answers": {"type": "array", "items": {"oneOf": [
-        obj({"serial": {"type": "string"},
-             "generation": {"type": "integer", "minimum": 0}},
-            required=["serial", "generation"]),
-        obj({"serial": {"type": "string"}, "error": obj({
-            "code": {"type": "string",
-                     "enum": ["UNAUTHORIZED", "PENDING", "VALIDATION", "UNKNOWN_FIELD"]},
-            "message": {"type": "string"}})}, required=["serial", "error"]),
-    ]}}}),
+    "States": batch_answers({"generation": {"type": "integer", "minimum": 0}},
+                            ["UNAUTHORIZED", "PENDING", "VALIDATION", "UNKNOWN_FIELD"],
+                            required=True),
     "TokenRequest": obj({"user": {"type": "string", "maxLength": 64},
                          "password": {"type": "string", "maxLength": 256}}),
     "Token": obj({"token": {"type": "string"},
