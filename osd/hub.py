@@ -5,7 +5,8 @@ controller's firmware link, ``kvm_protocol.transport.LinkLoop``) and a small thr
 controller gets ``Strand``s on that pool: tasks of one strand run one at a time, in
 order, so a controller's server calls never overtake each other, while hundreds of
 controllers share a handful of threads. Nothing here is module-level state: a process
-may run several hubs (tests do).
+may run several hubs (tests do). ``Backoff`` is the retry timing the controllers and
+their shared long polls use.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -24,6 +26,26 @@ from kvm_protocol.transport import LinkLoop
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class Backoff:
+    """Capped exponential backoff; each delay times a random factor in ``jitter``
+    (±20 % by default)."""
+
+    def __init__(self, bounds: tuple[float, float], rng: random.Random,
+                 jitter: tuple[float, float] = (0.8, 1.2)) -> None:
+        self.first, self.cap = bounds
+        self._rng = rng
+        self._jitter = jitter
+        self._n = 0
+
+    def next(self) -> float:
+        base: float = min(self.cap, self.first * (2 ** min(self._n, 20)))
+        self._n += 1
+        return base * self._rng.uniform(*self._jitter)
+
+    def reset(self) -> None:
+        self._n = 0
 
 
 class TimerHandle:

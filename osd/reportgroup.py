@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from osd import client as api
-from osd.watchgroup import BATCH, answers_by_serial
+from osd.watchgroup import BATCH, answers_by_serial, batch_call
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +114,5 @@ class ReportGroup(threading.Thread):
         self.posts += 1
         body = {"devices": [{"serial": r.serial, "secret": r.secret, "state": r.state}
                             for r in reports]}
-        res = api.exchange(self._channel, "POST", PATH, body, {}, self.connect_timeout,
-                           self.call_timeout)
-        if isinstance(res, api.ServerUnreachable):
-            return res
-        if isinstance(res, (api.Pending, api.Refused)):
-            # The whole call was refused: nothing about any one device.
-            return api.ServerUnreachable("state reports refused by the server")
-        try:
-            return parse_reported(res[1])
-        except api.BadAnswer as exc:
-            return api.ServerUnreachable(f"bad answer from server: {exc}")
+        return batch_call(self._channel, PATH, body, self.connect_timeout, self.call_timeout,
+                          parse_reported, "state reports")

@@ -34,7 +34,7 @@ from kvm_protocol.session import Acked, Event, LinkDown, LinkUp, ProtocolIssue, 
 from kvm_protocol.transport import LinkLoop
 from osd import client as api
 from osd import events as ev
-from osd.hub import Hub, TimerHandle
+from osd.hub import Backoff, Hub, TimerHandle
 from osd.model import MenuView, Mode, ScreenKind, ScreenModel
 from osd.reconcile import Reconciler, RequestStatus, Switch
 from osd.reportgroup import Report, ReportGroup
@@ -71,23 +71,6 @@ class ControllerConfig:
     report_delay: float = 0.3             # a changed state is reported this long after the change
     announce_retry: tuple[float, float] = (1.0, 30.0)  # backoff while pending / refused
     name: str = ""                        # label for logs and the control endpoint
-
-
-class Backoff:
-    """Capped exponential backoff with ±20 % jitter."""
-
-    def __init__(self, bounds: tuple[float, float], rng: random.Random) -> None:
-        self.first, self.cap = bounds
-        self._rng = rng
-        self._n = 0
-
-    def next(self) -> float:
-        base: float = min(self.cap, self.first * (2 ** min(self._n, 20)))
-        self._n += 1
-        return base * self._rng.uniform(0.8, 1.2)
-
-    def reset(self) -> None:
-        self._n = 0
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from osd import client as api
-from osd.hub import Hub, TimerHandle
+from osd.hub import Backoff, Hub, TimerHandle
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -141,13 +141,13 @@ class _Batch(threading.Thread):
         self.members: list[Member] = []
         self._cond = threading.Condition()
         self._channel = api._Channel(group.base_url)
-        self._rng = random.Random()
+        # Never above the cap: the group's bound is what the docs promise.
+        self._backoff = Backoff(group.retry, random.Random(), jitter=(0.8, 1.0))
         self._closed = False
         self._dirty = False           # the tickets changed since the poll in flight began
         self._long = False            # a poll that may wait is in flight
         self._aborted = False         # ... and was ended by a poke: not a server failure
         self._poke_timer: TimerHandle | None = None
-        self._failures = 0
 
     def add(self, member: Member) -> None:
         with self._cond:
@@ -207,7 +207,7 @@ class _Batch(threading.Thread):
                     self._poke_timer.cancel()
                     self._poke_timer = None
             if isinstance(out, dict):
-                self._failures = 0
+                self._backoff.reset()
                 for member, ticket in tickets:
                     outcome = out.get(ticket.serial)
                     if outcome is not None:
@@ -217,9 +217,7 @@ class _Batch(threading.Thread):
                 continue
             for member, ticket in tickets:
                 _deliver(member, ticket, out)
-            self._failures += 1
-            low, high = self.group.retry
-            delay = min(high, low * 2 ** (self._failures - 1)) * self._rng.uniform(0.8, 1.0)
+            delay = self._backoff.next()
             with self._cond:
                 if not self._closed:
                     self._cond.wait(delay)
@@ -230,18 +228,27 @@ class _Batch(threading.Thread):
         body = {"timeout": wait_s, "devices": [
             {"serial": t.serial, "secret": t.secret, "generation": t.generation}
             for t in tickets]}
-        res = api.exchange(self._channel, "POST", PATH, body, {},
-                           self.group.connect_timeout, wait_s + 5.0)
-        if isinstance(res, api.ServerUnreachable):
-            return res
-        if isinstance(res, (api.Pending, api.Refused)):
-            # The whole call was refused (a server without this path, a body it rejects):
-            # nothing about any one device, so the controllers keep their adoption.
-            return api.ServerUnreachable(f"watches refused: {_reason(res)}")
-        try:
-            return parse_answers(res[1])
-        except api.BadAnswer as exc:
-            return api.ServerUnreachable(f"bad answer from server: {exc}")
+        return batch_call(self._channel, PATH, body, self.group.connect_timeout,
+                          wait_s + 5.0, parse_answers, "watches")
+
+
+def batch_call(channel: api._Channel, path: str, body: dict[str, Any],
+               connect_timeout: float, read_timeout: float,
+               parse: Callable[[Any], dict[str, T]],
+               what: str) -> dict[str, T] | api.ServerUnreachable:
+    """One device call for many devices (``watches``, ``states``): serial → that device's
+    outcome (``parse`` of the answer), or why the call as a whole gave nothing."""
+    res = api.exchange(channel, "POST", path, body, {}, connect_timeout, read_timeout)
+    if isinstance(res, api.ServerUnreachable):
+        return res
+    if isinstance(res, (api.Pending, api.Refused)):
+        # The whole call was refused (a server without this path, a body it rejects):
+        # nothing about any one device, so the controllers keep their adoption.
+        return api.ServerUnreachable(f"{what} refused: {_reason(res)}")
+    try:
+        return parse(res[1])
+    except api.BadAnswer as exc:
+        return api.ServerUnreachable(f"bad answer from server: {exc}")
 
 
 def _ticket(member: Member) -> Ticket | None:
