@@ -19,9 +19,9 @@ from flask.testing import FlaskClient
 
 from tests.webadmin.conftest import Room, db_of, secret_of
 from tests.webadmin.test_api_admin import Admin, token
-from tests.webadmin.test_durability import HXFJ, Server, data_dir  # noqa: F401 - fixture
+from tests.webadmin.test_durability import Server, data_dir  # noqa: F401 - fixture
 from tests.webadmin.test_openapi import Checker
-from tests.webadmin.test_watch_release import _read_answer
+from tests.webadmin.test_watch_release import PUSH_TARGETS, _read_answer, pusher_ready
 from webadmin import models as m
 from webadmin.routing import WatchHub
 
@@ -383,11 +383,8 @@ def test_batch_through_kvm_server(data_dir: tuple[Path, str]) -> None:  # noqa: 
     server = Server(*data_dir)
     socks: list[socket.socket] = []
     try:
-        port = int(server.url.rsplit(":", 1)[1])
-        assert server.post("/api/v1/seat/login", "5001", HXFJ)["result"] == "NETWORK_OK"
-        assert server.post("/api/v1/seat/connect", "5001", {"input": "1"})["result"] \
-            == "CONNECTED"
-        targets = ["5002", "5003", "5004", "5011", "5012", "5013", "5014"]
+        port = pusher_ready(server)
+        targets = PUSH_TARGETS
         gens = {rx: server.watch(rx)["generation"] for rx in ["5001", *targets]}
         sock = _send_batch(port, {"timeout": 30, "devices": [entry(d, gens[d])
                                                              for d in ["5001", *targets]]})

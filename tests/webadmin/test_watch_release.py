@@ -112,17 +112,26 @@ def _read_answer(sock: socket.socket, buf: bytearray) -> tuple[str, dict[str, st
     raise AssertionError("no complete answer")
 
 
+# The Rx a push to all reaches in the seeded room (5005 is offline), besides 5001.
+PUSH_TARGETS = ["5002", "5003", "5004", "5011", "5012", "5013", "5014"]
+
+
+def pusher_ready(server: Server) -> int:
+    """hxfj logged in at 5001 and connected to Tx 0001 (what a push sends); the port."""
+    assert server.post("/api/v1/seat/login", "5001", HXFJ)["result"] == "NETWORK_OK"
+    assert server.post("/api/v1/seat/connect", "5001", {"input": "1"})["result"] \
+        == "CONNECTED"
+    return int(server.url.rsplit(":", 1)[1])
+
+
 @pytest.mark.slow
 def test_push_releases_every_watch_with_one_well_formed_answer(
         data_dir: tuple[Path, str]) -> None:  # noqa: F811 - the imported fixture
     server = Server(*data_dir)
     socks: list[socket.socket] = []
     try:
-        port = int(server.url.rsplit(":", 1)[1])
-        assert server.post("/api/v1/seat/login", "5001", HXFJ)["result"] == "NETWORK_OK"
-        assert server.post("/api/v1/seat/connect", "5001", {"input": "1"})["result"] \
-            == "CONNECTED"
-        targets = ["5002", "5003", "5004", "5011", "5012", "5013", "5014"]
+        port = pusher_ready(server)
+        targets = PUSH_TARGETS
         gens = {rx: server.watch(rx)["generation"] for rx in targets}
         # Two watches of one device, and one HTTP/1.0 client (answered the ordinary way).
         watches = [(rx, _request(port, rx, f"generation={gens[rx]}&timeout=30"))
