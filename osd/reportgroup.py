@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -92,8 +93,15 @@ class ReportGroup(threading.Thread):
             with self._cond:
                 while not self._closed and not self._queue:
                     self._cond.wait()
-                if len(self._queue) < self._size and not self._closed:
-                    self._cond.wait(self.window)   # let the others of this moment join
+                # Let the others of this moment join: every submit notifies, so wait out
+                # the window from the first report (a bare wait(window) ended at the next
+                # submit and sent batches of one or two).
+                until = time.monotonic() + self.window
+                while len(self._queue) < self._size and not self._closed:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
                 if self._closed:
                     return
                 taken = list(self._queue.values())[:self._size]
