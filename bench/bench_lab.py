@@ -1,7 +1,7 @@
 """Lab-scale benchmark: a whole control room of real processes on 127.0.0.1; prints JSON.
 
     .venv/bin/python bench/bench_lab.py [--tx 1000] [--rx 1000] [--timeout 1500]
-        [--start-timeout 600] [--process-timeout 180] [--wait 60] [--keep]
+        [--start-timeout 600] [--process-timeout 180] [--wait 60] [--pushes 5] [--keep]
 
 1. Writes a topology (docs/CONFIG_FORMAT.md) with N Tx, M Rx (each Rx a seat of its own)
    and an operator whose view scope is every Tx and whose push scope is every Rx, and
@@ -12,7 +12,9 @@
    the lab's simulator), then F2 ``all`` Enter. From the Enter (the key POST to the
    simulator) until every other Rx's head 1 shows ``0001:1``: the simulator stamps each
    head's last switch (``since``, its ``time.monotonic()``, the machine's CLOCK_MONOTONIC),
-   read every 0.25 s; p50/p99 of the per-Rx arrival times and the last one. Goal p99 < 250 ms.
+   its Rx state is read every 0.5 s. Then the same from Tx 0002, 0003, ... (``--pushes``,
+   default 5, 3 s apart). p50/p99 over every Rx arrival of every push, and each push's
+   own (``per_push``; the first is on a room that never switched). Goal p99 < 250 ms.
 3. ``restart``: SIGKILL the server, start it again; until every controller reports its
    link up, adopted and the server reachable again (``GET /controllers`` of each host),
    while no simulated head changes (checked on every poll). Goal < 2 s (from the server
@@ -62,7 +64,8 @@ USER, PASSWORD = "bench", "bench-pass-1"
 SOURCE = "0001:1"
 GOALS = {"push_p99_ms": 250.0, "restart_in_sync_s": 2.0}
 POLL_S = 0.02  # pause between simulator polls (a poll itself takes longer at 1,000 Rx)
-PUSH_POLL_S = 0.25  # during the push: the switch times come from the simulator's stamps
+PUSH_POLL_S = 0.5  # during a push: the switch times come from the simulator's stamps
+SETTLE_S = 3.0  # between two pushes: the room's reports of the last one are in
 
 
 class Abort(Exception):
@@ -238,7 +241,8 @@ class Sim:
         return heads(self.state())
 
     def state(self) -> Json:
-        resp = self.http.get(self.url, timeout=10)
+        """The simulator's Rx (``GET /state?only=rx``)."""
+        resp = self.http.get(self.url, params={"only": "rx"}, timeout=10)
         resp.raise_for_status()
         doc: Json = resp.json()
         return doc
@@ -302,10 +306,12 @@ def connect_first(seat: Seat, tx: str, deadline: float) -> int:
         time.sleep(2)
 
 
-def bench_push(lab: Lab, seat_rx: str, wait_s: float) -> Json:
-    seat = Seat(lab, seat_rx)
+def push_once(lab: Lab, seat: Seat, sim: Sim, tx: str, wait_s: float) -> Json:
+    """Connect the seat to `tx`, then F2 ``all`` Enter; when each other Rx's head 1 took
+    ``tx:1`` (ms after the Enter, from the simulator's stamps)."""
+    source = f"{tx}:1"
     t0 = time.monotonic()
-    attempts = connect_first(seat, "0001", t0 + wait_s)
+    attempts = connect_first(seat, tx, t0 + wait_s)
     login_connect_s = time.monotonic() - t0
     seat.open_menu()
     seat.keys("F2")
@@ -313,40 +319,62 @@ def bench_push(lab: Lab, seat_rx: str, wait_s: float) -> Json:
                   "push mode, empty input")
     seat.type("all")
     seat.wait_osd(lambda o: o["input"] == "all", "input 'all'")
-    sim = Sim(lab)
     before = sim.heads()
-    targets = {rx for rx, hs in before.items() if rx != seat_rx and (hs[:1] or [None])[0] != SOURCE}
+    targets = {rx for rx, hs in before.items()
+               if rx != seat.rx and (hs[:1] or [None])[0] != source}
     arrived: dict[str, float] = {}
     polls: list[float] = []
     t_enter = time.monotonic()
-    lab.keys(seat_rx, "Enter")
+    lab.keys(seat.rx, "Enter")
     t_sent = time.monotonic()
     deadline = t_enter + wait_s
     # The simulator stamps each switch with its monotonic clock (the machine's
     # CLOCK_MONOTONIC, as ours): arrival = that stamp - the Enter. So the state is read
-    # only now and then — a read of a 1,000-Rx state costs the simulator ~0.1 s of CPU,
-    # and reading it back to back delayed the very switches being measured.
+    # only now and then, and only its Rx: reading it back to back delayed the very
+    # switches being measured.
     while len(arrived) < len(targets) and time.monotonic() < deadline:
         time.sleep(PUSH_POLL_S)
         p0 = time.monotonic()
-        switched = sim.switched(SOURCE)
+        switched = sim.switched(source)
         polls.append((time.monotonic() - p0) * 1000)
         for rx in targets - arrived.keys():
             if rx in switched:
                 arrived[rx] = max(0.0, switched[rx] - t_enter) * 1000
-    missing = sorted(targets - arrived.keys())
-    osd = lab.osd(seat_rx) or {}
-    times = list(arrived.values())
+    osd = lab.osd(seat.rx) or {}
+    return {"source": source, "targets": len(targets), "times": list(arrived.values()),
+            "missing": sorted(targets - arrived.keys()), "polls": polls,
+            "enter_post_ms": round((t_sent - t_enter) * 1000, 1),
+            "feedback": osd.get("feedback"), "login_and_connect_s": round(login_connect_s, 2),
+            "connect_attempts": attempts}
+
+
+def bench_push(lab: Lab, seat_rx: str, sources: list[str], wait_s: float) -> Json:
+    """One push to ``all`` per Tx of `sources`, SETTLE_S apart; the figure is over every
+    Rx arrival of every push (the first push, on a room that never switched, included)."""
+    seat = Seat(lab, seat_rx)
+    sim = Sim(lab)
+    runs: list[Json] = []
+    for i, tx in enumerate(sources):
+        if i:
+            time.sleep(SETTLE_S)
+        runs.append(push_once(lab, seat, sim, tx, wait_s))
+    times = [t for run in runs for t in run["times"]]
+    missing = [rx for run in runs for rx in run["missing"]]
     result: Json = {
-        "targets": len(targets), "arrived": len(arrived), "missing": len(missing),
-        "missing_sample": missing[:10],
+        "pushes": len(runs),
+        "targets": sum(run["targets"] for run in runs),
+        "arrived": len(times), "missing": len(missing), "missing_sample": missing[:10],
         "arrival_ms": summary_ms(times),
         "last_ms": round(max(times), 1) if times else None,
-        "enter_post_ms": round((t_sent - t_enter) * 1000, 1),
-        "poll_ms": summary_ms(polls),
-        "feedback": osd.get("feedback"),
-        "login_and_connect_s": round(login_connect_s, 2),
-        "connect_attempts": attempts,
+        "per_push": [{
+            "source": run["source"], "targets": run["targets"], "missing": len(run["missing"]),
+            "p50_ms": summary_ms(run["times"])["p50_ms"],
+            "p99_ms": summary_ms(run["times"])["p99_ms"],
+            "last_ms": round(max(run["times"]), 1) if run["times"] else None,
+            "feedback": run["feedback"], "enter_post_ms": run["enter_post_ms"],
+            "connect_attempts": run["connect_attempts"],
+        } for run in runs],
+        "poll_ms": summary_ms([p for run in runs for p in run["polls"]]),
     }
     result["met"] = bool(times) and not missing and result["arrival_ms"]["p99_ms"] < GOALS[
         "push_p99_ms"]
@@ -505,7 +533,8 @@ def run(args: argparse.Namespace, result: Json) -> None:
         print(f"bench_lab: lab up in {result['lab_start_s']} s", file=sys.stderr, flush=True)
         running: Lab = lab
         phases: list[tuple[str, Callable[[], Json]]] = [
-            ("push", lambda: bench_push(running, running.info.rx[0], args.wait)),
+            ("push", lambda: bench_push(running, running.info.rx[0],
+                                        tx_ids(args.tx)[:args.pushes], args.wait)),
             ("rss", lambda: rss(running)),
             ("idle_cpu", lambda: idle_cpu(running)),
             ("restart", lambda: bench_restart(running, args.wait)),
@@ -560,10 +589,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="bound of each lab child (server, simulator, controller host) to "
                         "answer at start, s (the lab's own is 30)")
     p.add_argument("--wait", type=float, default=60, help="bound of each measurement, s")
+    p.add_argument("--pushes", type=int, default=5,
+                   help="pushes to all, each from the next Tx (1..--tx)")
     p.add_argument("--keep", action="store_true", help="keep the lab's data dir and logs")
     args = p.parse_args(argv)
     if not (1 <= args.tx <= 4999 and 2 <= args.rx <= 4999):
         p.error("--tx must be 1..4999 and --rx 2..4999 (one Rx pushes to the others)")
+    if not 1 <= args.pushes <= min(args.tx, 20):
+        p.error("--pushes must be 1..20 and at most --tx (each push shows a new Tx)")
     if args.start_timeout < 60 or args.timeout < args.start_timeout:
         p.error("--start-timeout must be >= 60 and --timeout >= --start-timeout")
     result: Json = {"sizes": {"tx": args.tx, "rx": args.rx}, "goals": GOALS,

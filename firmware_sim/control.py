@@ -1,6 +1,6 @@
 """The simulator's JSON control server (stdlib HTTP on 127.0.0.1).
 
-    GET  /state                      every device, seat and wall
+    GET  /state[?only=tx|rx]         every device, seat and wall (or the Tx / Rx alone)
     GET  /ports                      device ID -> {kind, url, port}
     GET  /frame?rx=5001&head=1[&w=&h=]   PNG of what that head shows
     POST /keys    {"rx": "5001", "keys": "Shift+O Shift+O"}
@@ -77,7 +77,7 @@ class _Api:
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
         self.get: dict[str, Callable[[dict[str, list[str]]], Any]] = {
-            "/state": lambda q: sim.state(),
+            "/state": self.state,
             "/ports": lambda q: sim.ports(),
         }
         self.post: dict[str, Callable[[dict[str, Any]], Any]] = {
@@ -146,6 +146,15 @@ class _Api:
             raise BadRequest(f"on: expected true or false, got {body['on']!r}")
         self.sim.splice(_str(body, "wall"), body["on"])
         return {"ok": True}
+
+    def state(self, query: dict[str, list[str]]) -> Any:
+        unknown = sorted(set(query) - {"only"})
+        if unknown:
+            raise BadRequest(f"unknown parameter(s): {', '.join(unknown)}")
+        only = query["only"][0] if query.get("only") else None
+        if only not in (None, "tx", "rx"):
+            raise BadRequest(f"only: tx or rx, not {only!r}")
+        return self.sim.state(only)
 
     def frame(self, query: dict[str, list[str]]) -> bytes:
         unknown = sorted(set(query) - {"rx", "head", "w", "h"})

@@ -429,8 +429,14 @@ class Fabric:
             "wall": wall.name if wall is not None else None,
         }
 
-    def snapshot(self) -> dict[str, Any]:
-        """Everything, as JSON-able data (see docs/SIMULATOR.md, "state"); lists in config order."""
+    def snapshot(self, only: str | None = None) -> dict[str, Any]:
+        """Everything, as JSON-able data (see docs/SIMULATOR.md, "state"); lists in config order.
+        `only` ``"tx"`` / ``"rx"``: that list alone (a poller that needs one kind does not
+        pay for the other, and the simulator's loop is held for less)."""
+        if only == "tx":
+            return {"tx": [self.tx_state(t) for t in self.tx.values()]}
+        if only == "rx":
+            return {"rx": [self.rx_state(r) for r in self.rx.values()]}
         return {
             "latency_ms": list(self.latency_ms),
             "tx": [self.tx_state(t) for t in self.tx.values()],

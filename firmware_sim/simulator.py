@@ -187,12 +187,15 @@ class Simulator:
         tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, path)
 
-    def state(self) -> dict[str, Any]:
-        """Every device, seat and wall as JSON-able data (docs/SIMULATOR.md, "state")."""
+    def state(self, only: str | None = None) -> dict[str, Any]:
+        """Every device, seat and wall as JSON-able data (docs/SIMULATOR.md, "state");
+        `only` ``"tx"`` or ``"rx"``: the devices of that kind alone."""
+        if only not in (None, "tx", "rx"):
+            raise SimError(f"'only' must be tx or rx, not {only!r}")
 
         def snap(hub: LinkHub) -> dict[str, Any]:
-            state = hub.fabric.snapshot()
-            for dev in (*state["tx"], *state["rx"]):
+            state = hub.fabric.snapshot(only)
+            for dev in (*state.get("tx", ()), *state.get("rx", ())):
                 dev["link"] = hub.link_state(dev["id"])
             return state
 

@@ -369,7 +369,7 @@ class LabRunner:
         sim_url = self.sim_url
 
         def read_reports() -> list[tx_gateway.TxReport]:
-            resp = session.get(sim_url + "/state", timeout=2.0)
+            resp = session.get(sim_url + "/state", params={"only": "tx"}, timeout=2.0)
             resp.raise_for_status()
             return tx_gateway.reports_from_sim_state(resp.json())
 

@@ -60,6 +60,11 @@ def test_state_and_ports(served: tuple[Simulator, str]) -> None:
     assert state["rx"][0]["link"]["connected"] is False
     status, ports = call(url, "GET", "/ports")
     assert status == 200 and ports["5001"]["url"].startswith("socket://127.0.0.1:")
+    # One kind alone: the same device entries, nothing else.
+    status, only_tx = call(url, "GET", "/state?only=tx")
+    assert status == 200 and only_tx == {"tx": state["tx"]}
+    status, only_rx = call(url, "GET", "/state?only=rx")
+    assert status == 200 and only_rx == {"rx": state["rx"]}
 
 
 def test_keys_type_mouse_fault_splice(served: tuple[Simulator, str]) -> None:
@@ -118,6 +123,8 @@ def test_garbage_over_http(served: tuple[Simulator, str]) -> None:
         ("POST", "/splice", {"wall": "wall-1", "on": "yes"}, 400, "on: expected true or false"),
         ("POST", "/state", {}, 405, "takes GET"),
         ("GET", "/keys", None, 405, "takes POST"),
+        ("GET", "/state?only=seats", None, 400, "only: tx or rx, not 'seats'"),
+        ("GET", "/state?kind=tx", None, 400, "unknown parameter(s): kind"),
         ("GET", "/nothing", None, 404, "no such path"),
         ("GET", "/frame?rx=5001&head=3", None, 400, "heads 1..2, not 3"),
         ("GET", "/frame?head=1", None, 400, "rx: required"),
