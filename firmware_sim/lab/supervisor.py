@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -33,8 +34,10 @@ def _libc() -> ctypes.CDLL | None:
 _LIBC = _libc()
 
 
-def child_setup() -> None:  # pragma: no cover - runs in the forked child
+def child_setup(nice: int = 0) -> None:  # pragma: no cover - runs in the forked child
     # Runs between fork and exec: ask the kernel to SIGTERM us when the lab dies.
+    if nice:
+        os.nice(nice)   # before exec: every thread the child starts inherits it
     if _LIBC is not None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     # The parent may have died between fork and prctl: then nobody would signal us.
@@ -53,7 +56,12 @@ class Child:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        nice: int = 0,
     ) -> None:
+        """`nice`: added to the child's niceness (>= 0: a lower scheduling priority)."""
+        if nice < 0:
+            raise ValueError("a child's priority can only be lowered (nice >= 0)")
+        self.nice = nice
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -91,7 +99,7 @@ class Child:
                 cwd=self.cwd,
                 env=env,
                 process_group=0,
-                preexec_fn=child_setup,
+                preexec_fn=partial(child_setup, self.nice),
             )
         self.starts += 1
 

@@ -42,6 +42,12 @@ log = logging.getLogger("kvm.lab")
 
 Json = dict[str, Any]
 CONTROLLERS_PER_HOST = 250
+# The controller hosts run at a lower priority than the simulator. In a real room every
+# controller and every device has a CPU of its own; here the simulator is one process (one
+# thread) standing in for all the hardware, and at 1,000 Rx the four hosts' threads took
+# most of the CPU from it during a push: it sat runnable with switches waiting in its
+# sockets (docs/LAB.md, "Priorities"). The server keeps the normal priority.
+HOST_NICE = 10
 SETUP_FILE = "setup.json"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "control-room.yaml"
 DEVICE_TIMEOUT_S = 8  # the lab server's device timeout (offline after this silence)
@@ -344,6 +350,7 @@ class LabRunner:
                         str(port),
                     ],
                     log_path=self.logs / f"rx-host-{index + 1}.log",
+                    nice=HOST_NICE,
                 )
             )
             child.start()

@@ -63,3 +63,16 @@ def test_three_screen_desk(small_room: Lab, small_seats: MakeSeat) -> None:
     small_room.screenshot("6001", ARTIFACTS / "small-room-6001-head2.png", head=2)
     assert left.connect("4999") == R.OUT_OF_SCOPE.text("zh_CN")  # only lead may view 4999
     assert lab_device(small_room, "4999")["online"] is False
+
+
+def test_controller_hosts_run_below_the_simulator(small_room: Lab) -> None:
+    """The simulator stands in for every device's own CPU: the controller hosts get the
+    lower priority (``HOST_NICE``), the simulator and the server the lab's own."""
+    from firmware_sim.lab.up import HOST_NICE
+    from tests.lab.test_supervisor import niceness
+
+    children = small_room.status()["children"]
+    sim, server = niceness(children["sim"]["pid"]), niceness(children["server"]["pid"])
+    hosts = [niceness(c["pid"]) for name, c in children.items() if name.startswith("rx-host")]
+    assert hosts and server == sim
+    assert all(h == min(19, sim + HOST_NICE) for h in hosts)

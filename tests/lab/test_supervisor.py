@@ -136,3 +136,31 @@ def test_supervisor_stop_all_and_dead(tmp_path: Path) -> None:
     sup.stop_all(timeout=5)
     assert not a.alive()
     assert os.path.exists(tmp_path / "b.log")
+
+
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_a_child_can_run_at_a_lower_priority(tmp_path: Path) -> None:
+    """The lab starts its controller hosts with ``nice``: the child and every thread it
+    starts run that much below the lab (capped at 19, as the kernel does)."""
+    script = ("import threading, time, os\n"
+              "t = threading.Thread(target=lambda: print('thread', os.nice(0), flush=True))\n"
+              "t.start(); t.join()\n"
+              "for _ in range(600): time.sleep(0.1)")
+    low = Child("low", [sys.executable, "-c", script], log_path=tmp_path / "low.log", nice=5)
+    normal = Child("normal", SLEEPER, log_path=tmp_path / "normal.log")
+    low.start()
+    normal.start()
+    try:
+        assert low.pid is not None and normal.pid is not None
+        mine = os.nice(0)
+        assert niceness(low.pid) == min(19, mine + 5)
+        assert niceness(normal.pid) == mine
+        assert f"thread {min(19, mine + 5)}" in wait_file_text(tmp_path / "low.log", "thread ")
+    finally:
+        low.stop(timeout=5)
+        normal.stop(timeout=5)
+    with pytest.raises(ValueError, match="only be lowered"):
+        Child("bad", SLEEPER, log_path=tmp_path / "bad.log", nice=-1)
