@@ -287,3 +287,17 @@ def test_the_report_names_the_commit_measured() -> None:
     assert "- Code: commit abc1234 with 2 tracked file(s) changed" in report.render(doc)
     here = report.machine()
     assert here["commit"] and isinstance(here["changed_files"], int)
+
+
+def test_the_lab_push_row_names_each_push() -> None:
+    """Several pushes are pooled into one p50/p99; the note gives each push's own p99, so a
+    slow first push is not hidden by the others."""
+    doc = sample_results()
+    push = doc["benchmarks"]["lab"]["result"]["push"]
+    push["per_push"] = [{"source": "0001:1", "p50_ms": 200.0, "p99_ms": 480.0},
+                        {"source": "0002:1", "p50_ms": 150.0, "p99_ms": 230.0}]
+    row = table(report.render(doc))["Lab: push `all` → every Rx head shows the source"]
+    assert "2 pushes (p99 each: 480, 230 ms)" in row[4]
+    del push["per_push"]   # one push (older results): no per-push part
+    row = table(report.render(doc))["Lab: push `all` → every Rx head shows the source"]
+    assert "pushes" not in row[4]
