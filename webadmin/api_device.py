@@ -185,12 +185,27 @@ def heartbeat_need(stored: Any, req: StateReport, now: dt.datetime,
     """What a report needs against the stored device (a ``Device`` or a row of
     ``_STATE_ROW``): ``"none"`` (nothing changes, ``last_seen`` is fresh), ``"refresh"``
     (nothing changes but ``last_seen`` is due: a ``LastSeenBatch`` may take it) or
-    ``"write"`` (the reported state changes): the decision ``apply_state`` takes, without
-    writing."""
+    ``"write"`` (the reported state changes, or the device counts as offline until its
+    ``last_seen`` is written): the decision ``apply_state`` takes, without writing."""
     if state_changes(stored, online=req.online, network_up=req.network_up,
                      stream_ok=req.stream_ok, heads=req.heads):
         return "write"
-    return "refresh" if seen_due(stored.last_seen, now, heartbeat_interval(cfg)) else "none"
+    if not seen_due(stored.last_seen, now, heartbeat_interval(cfg)):
+        return "none"
+    # A device that counts as offline now (never heard from, or silent for about its
+    # timeout) is back with this report: its ``last_seen`` goes in at once. Left to the
+    # ``LastSeenBatch`` it would stay offline up to a period longer, and a push or a
+    # connect to it in that moment would be refused as 此设备不在线.
+    last = stored.last_seen
+    if last is None or now - last >= dt.timedelta(
+            seconds=cfg.device_timeout_s - last_seen_period(cfg)):
+        return "write"
+    return "refresh"
+
+
+def last_seen_period(cfg: ServerConfig) -> float:
+    """Seconds between two writes of the ``LastSeenBatch`` (a tenth of the timeout, <= 1)."""
+    return min(1.0, cfg.device_timeout_s / 10)
 
 
 @bp.post("/state")
@@ -571,7 +586,7 @@ class WatchMiddleware:
         self.svc = svc
         self.heartbeats_unchanged = 0  # answered by ``unchanged_state`` (tests, benchmarks)
         self.last_seen = None if svc is None else LastSeenBatch(
-            svc.db, min(1.0, svc.config.device_timeout_s / 10))
+            svc.db, last_seen_period(svc.config))
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO")

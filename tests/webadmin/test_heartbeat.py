@@ -163,3 +163,34 @@ def test_due_refreshes_are_written_together_when_the_batch_runs(app: Flask,
     report(client, room, "5002", RX_STATE)  # not running: the ordinary path writes
     assert fast(app).heartbeats_unchanged == 3
     assert stored(app, room, "5002")[0] > old
+
+
+@pytest.mark.parametrize("silent", [None, "timeout"])
+def test_a_device_back_from_offline_is_online_at_once(app: Flask, client: FlaskClient,
+                                                      room: Room, silent: str | None) -> None:
+    """A report that changes nothing from a device that counts as offline (never heard
+    from, or silent for its timeout) writes ``last_seen`` at once: left to the batch, the
+    device would stay offline up to a period longer and a push to it be refused."""
+    batch = fast(app).last_seen
+    assert batch is not None
+    batch.period_s = 3600   # the batch would write it only on flush()
+    report(client, room, "5002", RX_STATE)
+    timeout = app.config["KVM_CONFIG"].device_timeout_s
+    with db_of(app).begin() as s:
+        dev = s.get(m.Device, room.devices["5002"])
+        assert dev is not None
+        dev.last_seen = None if silent is None else m.utcnow() - dt.timedelta(
+            seconds=timeout + 1)
+    room.login(client, "5001", "hxfj")
+    room.act(client, "5001", "connect", "1")
+    refused = room.act(client, "5001", "push", "5002")
+    assert refused["targets"][0]["result"] == "OFFLINE"
+    batch.start()
+    try:
+        assert report(client, room, "5002", RX_STATE).status_code == 200
+        assert fast(app).heartbeats_unchanged == 0      # not left to the batch
+        assert stored(app, room, "5002")[0] is not None
+        pushed = room.act(client, "5001", "push", "5002")
+        assert pushed["targets"][0]["result"] == "PUSHED"
+    finally:
+        batch.stop()

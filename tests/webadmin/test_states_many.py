@@ -499,3 +499,24 @@ def test_batches_through_kvm_server(data_dir: tuple[Path, str],  # noqa: F811
             assert dev.reported_heads == [{"head": 1, "video": True}]   # the last report
     finally:
         app.extensions["kvm"].db.dispose()
+
+
+def test_a_silent_device_is_online_at_once_while_the_last_seen_batch_runs(
+        app: Flask, client: FlaskClient, room: Room) -> None:
+    """Back from silence with nothing changed: ``last_seen`` is written with the report,
+    not left to the running ``LastSeenBatch`` (the device would count as offline until it
+    writes)."""
+    paths: WatchMiddleware = app.extensions["kvm_device_paths"]
+    assert paths.last_seen is not None
+    paths.last_seen.period_s = 3600
+    timeout = app.config["KVM_CONFIG"].device_timeout_s
+    room.login(client, "5001", "hxfj")
+    batch(client, [entry("0001", stored_state("0001"))])
+    make_silent(app, room, 2 * timeout, "0001")
+    assert room.act(client, "5001", "connect", "1")["result"] == "OFFLINE"
+    paths.last_seen.start()
+    try:
+        batch(client, [entry("0001", stored_state("0001"))])
+        assert room.act(client, "5001", "connect", "1")["result"] == "CONNECTED"
+    finally:
+        paths.last_seen.stop()
