@@ -191,7 +191,7 @@ class Simulator:
         """Every device, seat and wall as JSON-able data (docs/SIMULATOR.md, "state");
         `only` ``"tx"`` or ``"rx"``: the devices of that kind alone."""
         if only not in (None, "tx", "rx"):
-            raise SimError(f"'only' must be tx or rx, not {only!r}")
+            raise SimError(f"only: tx or rx, not {only!r}")
 
         def snap(hub: LinkHub) -> dict[str, Any]:
             state = hub.fabric.snapshot(only)
