@@ -101,6 +101,7 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="kvm-sim: %(message)s")
     from firmware_sim.simulator import SimError, Simulator
+    from kvm_protocol.longlived import freeze_long_lived
 
     try:
         sim = Simulator.from_file(args.config)
@@ -122,6 +123,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"kvm-sim: {len(sim.fabric.tx)} Tx, {len(sim.fabric.rx)} Rx on {kind} endpoints; "
               f"control {url}" + (f"; ports in {args.ports_file}" if args.ports_file else ""),
               flush=True)
+        # The fabric and the endpoints live as long as the process (kvm_protocol.longlived).
+        freeze_long_lived()
         while not stop.wait(1.0):
             pass
         print("kvm-sim: stopping", flush=True)

@@ -9,7 +9,6 @@ poll (``device/watch``) costs a few KiB, not a thread, and thousands can wait at
 from __future__ import annotations
 
 import argparse
-import gc
 import socket
 import sys
 from typing import Any
@@ -38,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import gevent
     from gevent.pywsgi import WSGIServer
 
+    from kvm_protocol.longlived import freeze_long_lived
     from kvm_protocol.yamlconf import ConfigError
     from webadmin.app import create_app
     from webadmin.config import load_config
@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     last_seen.start()
     # What start-up built (modules, app, snapshot) lives as long as the process: keep it out
     # of the garbage collector's full passes, which otherwise took 50-90 ms under a push.
-    gc.collect()
-    gc.freeze()
+    freeze_long_lived()
     log.info("listening", extra={"host": cfg.host, "port": server.server_port,
                                  "database": app.config["DATABASE_URL"].split("://")[0]})
 
