@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -9,9 +10,11 @@ from typing import Any
 import pytest
 
 from firmware_sim.simulator import SimError, Simulator
+from kvm_protocol.codec import FrameDecoder
 from kvm_protocol.messages import (
     DeviceKind,
     HeadStatus,
+    Heartbeat,
     KeyForward,
     KeyInput,
     NetworkStatus,
@@ -307,3 +310,52 @@ def test_links_on_one_loop_work_with_descriptors_above_1023(sim: Simulator) -> N
         loop.close()
         for fd in filler:
             os.close(fd)
+
+
+def _raw_frames(host: Host, seconds: float) -> list[tuple[float, object]]:
+    """What the device sends for `seconds` while the host says nothing back: (when, message)."""
+    decoder = FrameDecoder()
+    out: list[tuple[float, object]] = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        try:
+            data = host.sock.recv(65536)
+        except TimeoutError:
+            continue
+        out += [(time.monotonic() - t0, f.message) for f in decoder.feed(data)]
+    return out
+
+
+def test_the_firmware_retries_an_unacked_answer_and_beats_when_quiet(sim: Simulator) -> None:
+    """The device's timers: a heartbeat after 1 s without sending, and an answer the host
+    does not ack sent again every 200 ms, 5 times in all (the retry moves the link's wake-up
+    earlier than its heartbeat; both must still fire)."""
+    host = connect(sim, "5001")
+    settle = time.monotonic() + 0.3
+    while time.monotonic() < settle:       # the handshake's last frames are acked
+        host.pump()
+    quiet = _raw_frames(host, 1.5)
+    beats = [t for t, m in quiet if isinstance(m, Heartbeat)]
+    assert len(beats) == 1 and 0.5 <= beats[0] <= 1.3, quiet
+
+    host.send(SwitchHead(1, "0001", 1))   # the host's session sends it; from here it is deaf
+    frames = _raw_frames(host, 1.4)
+    tries = [t for t, m in frames if isinstance(m, SwitchResult)]
+    assert len(tries) == 5, frames
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
+    assert all(0.15 <= g <= 0.4 for g in gaps), gaps
+
+
+def test_moved_wake_ups_leave_no_backlog(sim: Simulator) -> None:
+    """Each answer moves a link's wake-up; the entries it leaves behind are dropped when they
+    come up, so a busy link does not grow the simulator's timer heap without bound."""
+    host = connect(sim, "5001")
+    for n in range(40):
+        host.send(SwitchHead(1, "0001" if n % 2 else "0002", 1))
+        host.received(SwitchResult)
+    hub = sim._hub
+    assert hub is not None
+    time.sleep(1.5)                        # every entry left behind has fallen due
+    host.pump()
+    devices = len(sim.ports())
+    assert len(hub._timers) <= devices + 2, len(hub._timers)
