@@ -46,6 +46,9 @@ def ready(env: RxEnv, rx: str) -> Controller:
     ctrl = env.controller(rx)
     wait_until(lambda: osd(ctrl)["adopted"] and osd(ctrl)["status"] == "网络正常", 20,
                f"{rx} adopted with status 网络正常")
+    # Adopted and reaching the server is not yet online there: that takes its first state
+    # report (a push right after was refused with 此设备不在线, now and then).
+    wait_until(lambda: osd(ctrl)["stats"]["reports"] >= 1, 10, f"{rx}'s first state report")
     wait_until(lambda: env.gateway.reporting() >= {"SIM-TX-0001", "SIM-TX-0002"}, 20,
                "the Tx reported online")
     return ctrl
@@ -62,7 +65,16 @@ def login(env: RxEnv, rx: str, ctrl: Controller) -> None:
 
 def act(env: RxEnv, rx: str, ctrl: Controller, keys: str, feedback: str) -> None:
     env.sim.press(rx, keys)
-    wait_until(lambda: osd(ctrl)["feedback"] == feedback, 15, f"feedback {feedback}")
+    shown: list[object] = []
+
+    def check() -> bool:
+        shown[:] = [osd(ctrl)["feedback"]]
+        return shown[0] == feedback
+
+    try:
+        wait_until(check, 15, f"feedback {feedback}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the OSD showed {shown[0]!r}") from None
 
 
 def open_osd(env: RxEnv, rx: str, ctrl: Controller) -> None:
