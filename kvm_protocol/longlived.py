@@ -13,8 +13,12 @@ from __future__ import annotations
 import gc
 
 
-def freeze_long_lived() -> None:
-    """Collect what is garbage now, then exempt every surviving object from full passes
-    (call once start-up has built what the process keeps)."""
-    gc.collect()
+def freeze_long_lived(*, collect: bool = True) -> None:
+    """Exempt every object alive now from full passes (call once start-up has built what the
+    process keeps). `collect`: first collect what is garbage now, so that it is not kept for
+    ever; that is itself a full pass, a pause as long as the ones this avoids. A process
+    already serving (a controller host whose controllers just settled, maybe just as a push
+    comes in) passes False and keeps the little cyclic garbage of its start-up instead."""
+    if collect:
+        gc.collect()
     gc.freeze()

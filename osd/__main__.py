@@ -280,12 +280,13 @@ def _settle(controllers: Sequence[Controller], stop: threading.Event) -> None:
     """Once every controller has its link up, is adopted and reaches the server (or after
     SETTLE_LIMIT_S), exempt what they built from full garbage collections
     (kvm_protocol.longlived): at 250 controllers such a pass took 40-120 ms, and it came
-    with the first push, holding up every switch of the host."""
+    with the first push, holding up every switch of the host. Without a collection first:
+    that would be the same pause, at a moment the room may already be in use."""
     deadline = time.monotonic() + SETTLE_LIMIT_S
     while not stop.wait(SETTLE_POLL_S):
         if time.monotonic() >= deadline or all(
                 c.link_up and c.adopted is not None and c.server_ok for c in controllers):
-            freeze_long_lived()
+            freeze_long_lived(collect=False)   # no pause: the room may be in use already
             return
 
 

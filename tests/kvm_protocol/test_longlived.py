@@ -28,3 +28,19 @@ def test_freeze_collects_the_garbage_first_and_keeps_the_living_out_of_full_pass
         assert kept.other is None
     finally:
         gc.unfreeze()
+
+
+def test_freeze_without_collecting_keeps_the_garbage_of_the_moment() -> None:
+    """The controller host's way: no full pass (no pause); what was garbage then stays."""
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    dead = weakref.ref(a)
+    del a, b
+    try:
+        freeze_long_lived(collect=False)
+        gc.collect()
+        assert dead() is not None         # frozen: no full pass looks at it any more
+    finally:
+        gc.unfreeze()
+        gc.collect()
+    assert dead() is None

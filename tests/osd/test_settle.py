@@ -15,7 +15,11 @@ from osd import __main__ as rx_main
 @pytest.fixture
 def frozen(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     calls: list[float] = []
-    monkeypatch.setattr(rx_main, "freeze_long_lived", lambda: calls.append(time.monotonic()))
+    def freeze(*, collect: bool = True) -> None:
+        assert not collect                # a full pass now would be the pause it avoids
+        calls.append(time.monotonic())
+
+    monkeypatch.setattr(rx_main, "freeze_long_lived", freeze)
     monkeypatch.setattr(rx_main, "SETTLE_POLL_S", 0.01)
     return calls
 
