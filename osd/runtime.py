@@ -223,6 +223,8 @@ class Controller:
 
     # --- firmware link ----------------------------------------------------------------------
     def _on_link_event(self, event: Event) -> None:
+        if isinstance(event, Acked):
+            return   # the session's bookkeeping: nothing here changes (two per switch)
         with self._lock:
             if self._stopped:
                 return
@@ -239,8 +241,6 @@ class Controller:
                     if isinstance(m, msg.SwitchHead) and head is not None:
                         self._run_rec(self.reconciler.switch_lost(head, now))
                     log.debug("%s: %s not delivered: %s", self.label, type(m).__name__, reason)
-                case Acked():
-                    pass
                 case ProtocolIssue(kind=kind, detail=detail):
                     log.info("%s: firmware link: %s: %s", self.label, kind, detail)
             self._after()
