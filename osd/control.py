@@ -63,6 +63,7 @@ def osd_snapshot(ctrl: Controller) -> dict[str, Any]:
         "link_up": ctrl.link_up,
         "adopted": ctrl.adopted is not None,
         "server_ok": ctrl.server_ok,
+        "reported": ctrl.shown.last_report is not None,
         "screen": model.kind.value,
         "overlay": ctrl.shown.overlay,
         "lang": model.lang,
@@ -100,6 +101,7 @@ def controller_summary(ctrl: Controller) -> dict[str, Any]:
         machine = ctrl.machine
         status = _status_text(machine.model, machine.state)
         converged = ctrl.reconciler.converged
+        reported = ctrl.shown.last_report is not None
     return {
         "rx": ctrl.rx_id,
         "name": ctrl.config.name,
@@ -108,6 +110,7 @@ def controller_summary(ctrl: Controller) -> dict[str, Any]:
         "link_up": ctrl.link_up,
         "adopted": ctrl.adopted is not None,
         "server_ok": ctrl.server_ok,
+        "reported": reported,
         "screen": ctrl.machine.kind.value,
         "status": status,
         "converged": converged,

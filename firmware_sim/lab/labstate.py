@@ -144,7 +144,9 @@ def sync_problems(
     """What keeps the lab from being "up and in sync"; empty when nothing does.
 
     In sync: every reachable Tx has had its state accepted by the server, and the
-    controller of every Rx that is on the network answers and has reached the server.
+    controller of every Rx that is on the network answers, has reached the server and has
+    had its state accepted there (before that the server counts the Rx offline: a push to
+    it right after start was refused with 此设备不在线).
     """
     problems: list[str] = []
     reporting = {tx_ids_by_serial.get(s, s) for s in reporting_tx_serials}
@@ -167,6 +169,7 @@ def sync_problems(
             ("link_up", "serial link down"),
             ("adopted", "not adopted"),
             ("server_ok", "not talking to the server"),
+            ("reported", "its state not yet accepted by the server (offline there)"),
             ("converged", "screens not yet equal to the desired routing"),
         ):
             if key in osd and not osd[key]:

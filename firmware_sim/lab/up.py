@@ -51,7 +51,7 @@ HOST_NICE = 10
 SETUP_FILE = "setup.json"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "control-room.yaml"
 DEVICE_TIMEOUT_S = 8  # the lab server's device timeout (offline after this silence)
-GATEWAY_HEARTBEAT_S = 1.5  # well under DEVICE_TIMEOUT_S
+GATEWAY_HEARTBEAT_S = 3.0  # like a controller's 3-5 s: two can be missed in DEVICE_TIMEOUT_S
 START_TIMEOUT_S = 30.0  # one process to answer on its port
 
 

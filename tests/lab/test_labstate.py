@@ -152,6 +152,11 @@ def test_sync_problems() -> None:
         {"S1": "0001"},
     )
     assert down == ["controller of Rx 5001: serial link down"]
+    unheard = sync_problems(
+        SIM, {"5001": {**OSD_MENU, "reported": False}, "5002": ok_login}, {"S1"}, {"S1": "0001"}
+    )
+    assert unheard == [
+        "controller of Rx 5001: its state not yet accepted by the server (offline there)"]
 
 
 def test_an_english_login_screen_is_in_sync_too() -> None:
