@@ -480,6 +480,19 @@ def _load_text(mach: Json) -> str:
     return f"{la(mach.get('loadavg_before'))} before, {la(mach.get('loadavg_after'))} after"
 
 
+def _shared_text(mach: Json) -> str:
+    """What the reader must know about the machine: a shared VM, and whether the load average
+    before the run already said that other jobs were running."""
+    text = ("- **Shared machine**: a VM on a shared host; its speed "
+            "varies from run to run, so compare figures within one run. The numbers are "
+            "reported as measured, not tuned or repeated until they look good.")
+    before, cores = mach.get("loadavg_before"), mach.get("cores")
+    if isinstance(before, list) and before and isinstance(cores, int) and before[0] > cores:
+        text += (" The load average before the run was above the core count: other jobs ran "
+                 "during it, and wall-clock p99s mostly measure waiting for a CPU.")
+    return text
+
+
 def render(doc: Json, notes: str = "", results_path: str = "bench/results/latest.json") -> str:
     """The Markdown report of a validated results document."""
     mach = doc["machine"]
@@ -502,10 +515,7 @@ def render(doc: Json, notes: str = "", results_path: str = "bench/results/latest
         *([f"- Code: commit {mach['commit']}"
            + (f" with {mach['changed_files']} tracked file(s) changed in the working tree"
               if mach.get("changed_files") else "")] if mach.get("commit") else []),
-        "- **Shared machine**: other jobs (test suites of other work in progress) ran on the "
-        "same cores during the run. With a load average above the core count, wall-clock "
-        "p99s mostly measure waiting for a CPU; the numbers are reported as measured, not "
-        "tuned or repeated until they look good.",
+        _shared_text(mach),
         "",
         "## Goals",
         "",

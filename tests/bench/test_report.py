@@ -301,3 +301,12 @@ def test_the_lab_push_row_names_each_push() -> None:
     del push["per_push"]   # one push (older results): no per-push part
     row = table(report.render(doc))["Lab: push `all` → every Rx head shows the source"]
     assert "pushes" not in row[4]
+
+
+def test_the_report_says_other_jobs_ran_only_when_the_load_said_so() -> None:
+    doc = sample_results()
+    doc["machine"].update(cores=2, loadavg_before=[0.3, 0.5, 0.9])
+    quiet = report.render(doc)
+    assert "**Shared machine**" in quiet and "other jobs ran" not in quiet
+    doc["machine"]["loadavg_before"] = [3.7, 2.0, 1.0]
+    assert "other jobs ran during it" in report.render(doc)
