@@ -116,6 +116,32 @@ class _Conn(asyncio.Protocol):
             self.hub.detach(self.ep)
 
 
+class _Alarm:
+    """One loop timer that is only ever moved earlier, until it fires (then it is free)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        self._loop = loop
+        self._callback = callback
+        self._handle: asyncio.TimerHandle | None = None
+        self.at = float("inf")
+
+    def before(self, when: float) -> None:
+        """Fire at `when` unless set to fire earlier already."""
+        if when < self.at:
+            self.cancel()
+            self.at = when
+            self._handle = self._loop.call_at(when, self._fire)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle, self.at = None, float("inf")
+
+    def _fire(self) -> None:
+        self._handle, self.at = None, float("inf")
+        self._callback()
+
+
 def _nothing() -> None:
     return None
 
@@ -134,8 +160,7 @@ class LinkHub:
         self.fabric = fabric
         self.session_config = session_config
         self.endpoints: dict[str, Endpoint] = {}
-        self._fabric_timer: asyncio.TimerHandle | None = None
-        self._fabric_at = float("inf")
+        self._fabric_alarm = _Alarm(loop, self._on_fabric_timer)
         # The endpoints' wake-ups: one heap of (when, order, endpoint) and one loop timer for
         # its head. An entry is live while `ep.timer_at == when`; a moved or dropped wake-up
         # leaves its old entry behind, skipped when it comes up. (One asyncio TimerHandle per
@@ -143,8 +168,7 @@ class LinkHub:
         # and the loop's heap compares TimerHandles in Python.)
         self._timers: list[tuple[float, int, Endpoint]] = []
         self._timer_order = itertools.count()
-        self._wake: asyncio.TimerHandle | None = None
-        self._wake_at = float("inf")
+        self._wake = _Alarm(loop, self._on_wake)
         for tx in fabric.tx.values():
             self.endpoints[tx.id] = Endpoint(tx.id, DeviceKind.TX)
         for rx in fabric.rx.values():
@@ -209,9 +233,7 @@ class LinkHub:
             os.write(fd, data)        # nobody reading and the buffer full: the bytes are lost
 
     async def close(self) -> None:
-        if self._wake is not None:
-            self._wake.cancel()
-            self._wake, self._wake_at = None, float("inf")
+        self._wake.cancel()
         self._timers.clear()
         for ep in self.endpoints.values():
             ep.timer_at = float("inf")
@@ -231,8 +253,7 @@ class LinkHub:
         for ep in self.endpoints.values():
             if ep.server is not None:
                 await ep.server.wait_closed()
-        if self._fabric_timer is not None:
-            self._fabric_timer.cancel()
+        self._fabric_alarm.cancel()
 
     # --- connections -----------------------------------------------------------------
 
@@ -322,17 +343,9 @@ class LinkHub:
             return
         ep.timer_at = when
         heapq.heappush(self._timers, (when, next(self._timer_order), ep))
-        if when < self._wake_at:
-            self._arm(when)
-
-    def _arm(self, when: float) -> None:
-        if self._wake is not None:
-            self._wake.cancel()
-        self._wake_at = when
-        self._wake = self.loop.call_at(when, self._on_wake)
+        self._wake.before(when)
 
     def _on_wake(self) -> None:
-        self._wake, self._wake_at = None, float("inf")
         now = self.now()
         timers = self._timers
         due: list[Endpoint] = []
@@ -345,8 +358,8 @@ class LinkHub:
             self._on_timer(ep)
         while timers and timers[0][2].timer_at != timers[0][0]:
             heapq.heappop(timers)                   # moved or dropped: not a wake-up
-        if timers and timers[0][0] < self._wake_at:
-            self._arm(timers[0][0])
+        if timers:
+            self._wake.before(timers[0][0])
 
     def _on_timer(self, ep: Endpoint) -> None:
         session = ep.session
@@ -405,14 +418,10 @@ class LinkHub:
         for ep in touched.values():
             self._flush(ep)
         deadline = self.fabric.next_deadline()
-        if deadline is not None and deadline < self._fabric_at:
-            if self._fabric_timer is not None:
-                self._fabric_timer.cancel()
-            self._fabric_at = deadline
-            self._fabric_timer = self.loop.call_at(deadline, self._on_fabric_timer)
+        if deadline is not None:
+            self._fabric_alarm.before(deadline)
 
     def _on_fabric_timer(self) -> None:
-        self._fabric_timer, self._fabric_at = None, float("inf")
         self.fabric.tick(self.now())
         self.dispatch()
 
