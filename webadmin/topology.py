@@ -542,7 +542,7 @@ def sim_document(cfg: RoomConfig) -> dict[str, Any]:
 
     def device(d: DeviceConf) -> dict[str, Any]:
         doc: dict[str, Any] = {"id": d.id, "heads": d.heads}
-        if d.kind == "tx":
+        if d.kind == "tx" and d.name:      # no name: the simulator names the Tx itself
             doc["name"] = d.name
         if d.serial is not None:
             doc["serial"] = d.serial

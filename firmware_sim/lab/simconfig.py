@@ -40,10 +40,6 @@ def translate(room: Any) -> LabTopology:
     from webadmin.topology import sim_document
 
     sim = sim_document(room)
-    for tx in sim["tx"]:
-        # A Tx without a name in the topology: the simulator then names it itself.
-        if not tx.get("name"):
-            tx.pop("name", None)
     try:
         parsed = parse_config(sim)
     except ConfigError as exc:

@@ -477,3 +477,15 @@ def test_export_is_valid_yaml_with_quoted_ids(db: Database) -> None:
     raw = yaml.safe_load(text)           # plain PyYAML reads it the same way
     assert raw["tx"][0]["id"] == "0001" and raw["rx"][0]["id"] == "5001"
     assert parse(load_yaml(text)).hotkeys[0].targets == ("0001",)
+
+
+def test_a_tx_without_a_name_is_named_by_the_simulator() -> None:
+    """The topology may leave a Tx unnamed; the simulator's document then has no name for
+    it (an empty one is not a name the simulator accepts) and the simulator names it."""
+    from firmware_sim.config import build_fabric, parse_config
+
+    cfg = parse(load_yaml("tx: [{id: '0001'}, {id: '0002', name: Kiosk}]\nrx: [{id: '5001'}]"))
+    doc = sim_document(cfg)
+    assert "name" not in doc["tx"][0] and doc["tx"][1]["name"] == "Kiosk"
+    fabric = build_fabric(parse_config(doc))
+    assert [t.name for t in fabric.tx.values()] == ["TX-0001", "Kiosk"]
