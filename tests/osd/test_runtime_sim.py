@@ -47,8 +47,8 @@ def ready(env: RxEnv, rx: str) -> Controller:
     wait_until(lambda: osd(ctrl)["adopted"] and osd(ctrl)["status"] == "网络正常", 20,
                f"{rx} adopted with status 网络正常")
     # Adopted and reaching the server is not yet online there: that takes its first state
-    # report (a push right after was refused with 此设备不在线, now and then).
-    wait_until(lambda: osd(ctrl)["stats"]["reports"] >= 1, 10, f"{rx}'s first state report")
+    # report, accepted (a push right after was refused with 此设备不在线, now and then).
+    wait_until(lambda: osd(ctrl)["reported"], 10, f"{rx}'s state accepted by the server")
     wait_until(lambda: env.gateway.reporting() >= {"SIM-TX-0001", "SIM-TX-0002"}, 20,
                "the Tx reported online")
     return ctrl
