@@ -114,9 +114,10 @@ class FdDevice:
                     if isinstance(ev, Received) and isinstance(ev.message, m.SwitchHead):
                         result = m.SwitchResult(ev.seq, ev.message.head, m.SwitchStatus.OK)
                         self.session.send(result, now)
+                    # Recorded before the answer and the ack go out: a test that has seen the
+                    # ack finds what this device received (recording after the write raced it).
+                    self.recorder(ev)
                 self._flush()
-            for ev in events:
-                self.recorder(ev)
 
 
 class TcpDeviceServer:
