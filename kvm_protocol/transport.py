@@ -40,6 +40,7 @@ MAX_SLEEP = 1.0  # the loop looks around at least this often
 MAX_READ = 65536
 WRITE_TIMEOUT = 1.0  # a write that cannot go out for this long fails (the port is dropped)
 CLOSE_WAIT_S = 5.0  # bound on waiting for the loop thread to let go of a closed link
+LATER_BY_S = 0.1  # a link's deadline moved later by more than this: its wake-up moves too
 
 
 class _SocketSerial(protocol_socket.Serial):
@@ -223,9 +224,9 @@ class LinkLoop:
         with self._lock:
             while self._heap and self._heap[0][0] <= now:
                 when, _, link = heapq.heappop(self._heap)
-                if link._scheduled == when:
+                if link._scheduled == when:   # else moved: a newer entry stands for it
                     link._scheduled = float("inf")
-                due.append(link)
+                    due.append(link)
         for link in dict.fromkeys(due):
             link._on_due()
 
@@ -358,7 +359,9 @@ class Link:
         elif self._fd is None:  # no descriptor to select on: poll
             due = min(due, now + READ_TIMEOUT)
         due = max(due, now + 0.001)  # a deadline in the past is handled on the next pass
-        if due < self._scheduled:
+        # Earlier: always. Much later (a send acked, so no retry is due): too, so that the
+        # old wake-up is skipped instead of stepping the link for nothing, once per send.
+        if due < self._scheduled or due > self._scheduled + LATER_BY_S:
             self._scheduled = due
             self._loop.schedule(self, due)
 

@@ -43,6 +43,8 @@ from osd.watchgroup import Ticket, WatchGroup
 
 log = logging.getLogger("kvm.rx")
 
+TICK_SLACK_S = 0.5   # s: a tick timer at most this much early is kept, not re-armed
+
 
 class Link(Protocol):
     """What the controller needs of a firmware link (``kvm_protocol.transport.Link``)."""
@@ -371,7 +373,9 @@ class Controller:
                     self.reconciler.switch_sent(e.head, seq)
 
     def _after(self) -> None:
-        """Re-arm the tick timer for the machine's and the reconciler's next deadline."""
+        """Re-arm the tick timer for the machine's and the reconciler's next deadline, and
+        drop it when neither has one: a switch answered in time leaves no timer behind (its
+        5 s result timeout fired for every Rx of a push, in the middle of the next one)."""
         deadlines = []
         osd_next = self.machine.next_deadline()
         if osd_next is not None:
@@ -379,11 +383,15 @@ class Controller:
         rec_next = self.reconciler.next_deadline()
         if rec_next is not None:
             deadlines.append(rec_next)
+        timer = self._tick_timer
         if not deadlines or self._stopped:
+            if timer is not None:
+                timer.cancel()
+                self._tick_timer = None
             return
         when = min(deadlines)
-        timer = self._tick_timer
-        if timer is not None and not timer.cancelled and timer.when <= when:
+        # An earlier timer is kept when it is close (it fires, finds nothing, re-arms).
+        if timer is not None and not timer.cancelled and when - TICK_SLACK_S <= timer.when <= when:
             return
         if timer is not None:
             timer.cancel()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 import tty
 from collections.abc import Callable, Iterator
 
@@ -213,3 +214,27 @@ def test_many_links_in_one_process_and_a_failing_callback() -> None:
         for srv in servers:
             srv.close()
 
+
+
+def test_an_answered_send_leaves_no_wake_up_behind(server: TcpDeviceServer) -> None:
+    """The retry deadline of a send that was acked does not wake the link: a thousand
+    switches would each step their link once more, 200 ms later, for nothing."""
+    rec = Recorder()
+    with Link(server.url, rec) as link:
+        rec.wait_for(count(LinkUp))
+        woken: list[bool] = []   # per wake-up: was anything due?
+        step = link._on_due
+
+        def on_due() -> None:
+            woken.append(link._clock() >= link._session.next_deadline())
+            step()
+
+        link._on_due = on_due  # type: ignore[method-assign]
+        seq = link.send(SWITCH)
+        rec.wait_for(has(Acked(seq, SWITCH)))
+        rec.wait_for(count(Received))
+        deadline = time.monotonic() + 0.6   # past the retry (0.2 s), before the heartbeat (1 s)
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert link.stats["retransmits"] == 0
+        assert False not in woken, f"woken with nothing due: {woken}"

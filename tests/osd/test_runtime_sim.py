@@ -117,6 +117,10 @@ def test_login_connect_forward_push_fetch_logout(env: RxEnv) -> None:
     act(env, "5001", a, "2 Enter", "推送成功")
     wait_until(lambda: source(env, "5002") == "0001:1", 10, "5002 to show 0001")
     wait_until(lambda: osd(b)["heads"][0]["desired"] == "0001:1", 10, "5002's desired routing")
+    # Its switch answered, 5002 keeps no timer (its result timeout used to fire 5 s later,
+    # for every Rx of a push at once).
+    wait_until(lambda: osd(b)["heads"][0]["source"] == "0001:1", 10, "5002's switch answered")
+    assert b._tick_timer is None
 
     # Connect 5001 to 0002, then F3 fetch 5002's signal back (0001).
     open_osd(env, "5001", a)
