@@ -101,8 +101,9 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="kvm-sim: %(message)s")
     from firmware_sim.simulator import SimError, Simulator
-    from kvm_protocol.longlived import freeze_long_lived
+    from kvm_protocol.longlived import freeze_long_lived, tune_collector
 
+    tune_collector()   # rarer young collections: no full pass every few seconds
     try:
         sim = Simulator.from_file(args.config)
     except SimError as e:

@@ -25,7 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from kvm_protocol.longlived import freeze_long_lived
+from kvm_protocol.longlived import freeze_long_lived, tune_collector
 from kvm_protocol.yamlconf import (
     ConfigError,
     Enum,
@@ -220,6 +220,7 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     raise_nofile_limit(len(configs) * 5 + 64)
+    tune_collector()   # rarer young collections: no full pass every few seconds
     hub = Hub(workers=min(32, 4 + len(configs) // 8))
     controllers: list[Controller] = []
     # A controller host long-polls for all its controllers in one request per server (one

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import gevent
     from gevent.pywsgi import WSGIServer
 
-    from kvm_protocol.longlived import freeze_long_lived
+    from kvm_protocol.longlived import freeze_long_lived, tune_collector
     from kvm_protocol.yamlconf import ConfigError
     from webadmin.app import create_app
     from webadmin.config import load_config
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.log_level, cfg.log_format)
     log = logging.getLogger("webadmin.server")
     _raise_fd_limit()
+    tune_collector()   # rarer young collections: no full pass every few seconds
 
     try:
         if not cfg.data_path.is_dir():
