@@ -120,7 +120,8 @@ def _run(args: argparse.Namespace) -> int:
             except OSError as e:
                 raise CliError(f"cannot write the ports file {args.ports_file}: {e.strerror}"
                                ) from None
-        kind = "pty" if sim.config.pty else "socket://127.0.0.1"
+        kind = ("pty" if sim.config.pty else f"unix://{sim.config.unix_dir}"
+                if sim.config.unix_dir else "socket://127.0.0.1")
         print(f"kvm-sim: {len(sim.fabric.tx)} Tx, {len(sim.fabric.rx)} Rx on {kind} endpoints; "
               f"control {url}" + (f"; ports in {args.ports_file}" if args.ports_file else ""),
               flush=True)

@@ -38,6 +38,8 @@ from kvm_protocol.yamlconf import (
 TX_FIRMWARE = "TX-FW 2.4.1-sim"
 RX_FIRMWARE = "RX-FW 2.4.1-sim"
 MAX_WALL_TILES = 64
+# A Unix socket's path is at most 107 bytes (sun_path); the device's ID and a "/" follow.
+UNIX_DIR_MAX = 100
 DEFAULT_LATENCY_MS = (0.0, 20.0)
 
 __all__ = ["ConfigError", "SimConfig", "build_fabric", "load_config", "parse_config"]
@@ -172,6 +174,7 @@ class SimConfig:
     seed: int
     base_port: int
     pty: bool
+    unix_dir: str | None
     frame_size: tuple[int, int]
 
 
@@ -236,6 +239,8 @@ SCHEMA: Section[dict[str, Any]] = Section({
     "seed": Option(Int(0, 2**32 - 1), default=0),
     "base_port": Option(Int(0, 65535 - 9999), default=0),
     "pty": Option(Bool(), default=False),
+    "unix_dir": Option(Maybe(Str(r"/[^\x00]*", what="an absolute directory path",
+                                 max_len=UNIX_DIR_MAX)), default=None),
     "frame_size": Option(Check(ListOf(Int(64, 3840)), _frame_size), default=(960, 540)),
 })
 
@@ -243,6 +248,8 @@ SCHEMA: Section[dict[str, Any]] = Section({
 def _cross_checks(data: dict[str, Any]) -> list[Problem]:
     """Checks across sections: unique IDs and names, seats and walls naming known Rx."""
     problems: list[Problem] = []
+    if data["unix_dir"] is not None and (data["pty"] or data["base_port"]):
+        problems.append(Problem("unix_dir", "give either unix_dir, pty or base_port, not two"))
     for section in ("tx", "rx"):
         seen: set[str] = set()
         for i, dev in enumerate(data[section]):

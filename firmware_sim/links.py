@@ -2,11 +2,13 @@
 
 One asyncio event loop (one thread) carries every endpoint: one listening TCP
 socket per device on 127.0.0.1 (``socket://127.0.0.1:PORT`` for
-``serial.serial_for_url``), or one pty per device. A device's firmware end is a
-``kvm_protocol.session.Session`` in the device role; this module only moves
-bytes between sockets and sessions and between sessions and the fabric.
+``serial.serial_for_url``), one Unix-domain socket per device in a directory
+(``unix:///DIR/ID``, ``kvm_protocol.transport.open_port``), or one pty per device.
+A device's firmware end is a ``kvm_protocol.session.Session`` in the device role;
+this module only moves bytes between sockets and sessions and between sessions and the
+fabric.
 
-- A new TCP connection to a device port replaces the old one (the controller
+- A new connection to a device port replaces the old one (the controller
   restarted): the old socket is closed and the device starts a fresh session,
   which announces itself with ``Hello``.
 - A powered-off device is silent: no session, received bytes are dropped; the
@@ -27,6 +29,7 @@ import itertools
 import logging
 import os
 import socket
+import stat
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +83,7 @@ class Endpoint:
     timer_at: float = float("inf")                     # its wake-up in the hub's heap
     pty_master: int | None = None
     pty_slave: int | None = None
+    socket_path: str | None = None                     # its Unix-domain socket, if any
     counters: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -91,7 +95,7 @@ class Endpoint:
 
 
 class _Conn(asyncio.Protocol):
-    """One accepted TCP connection to a device port."""
+    """One accepted connection (TCP or Unix-domain) to a device port."""
 
     def __init__(self, hub: LinkHub, ep: Endpoint) -> None:
         self.hub, self.ep = hub, ep
@@ -202,6 +206,33 @@ class LinkHub:
             ep.port = sock.getsockname()[1]
             ep.url = f"socket://{HOST}:{ep.port}"
 
+    async def listen_unix(self, directory: str) -> None:
+        """Open one listening Unix-domain socket per device, ``directory/ID``; the directory
+        is created (mode 0700) if missing, and a socket file left by an earlier run replaced."""
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise LinkError(f"cannot create the socket directory {directory}: {e.strerror}"
+                            ) from None
+        for ep in self.endpoints.values():
+            path = os.path.join(directory, ep.device)
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)
+            try:
+                ep.server = await self.loop.create_unix_server(
+                    functools.partial(_Conn, self, ep), path=path, backlog=8)
+            except OSError as e:
+                if e.errno == errno.EMFILE:
+                    raise LinkError(
+                        "out of file descriptors while opening device ports "
+                        f"(at {ep.device}); raise the open-files limit (ulimit -n)"
+                    ) from None
+                raise LinkError(f"cannot listen on {path} for {ep.device}: "
+                                f"{e.strerror or e}") from None
+            ep.socket_path = path
+            ep.url = f"unix://{path}"
+
     def open_ptys(self) -> None:
         """Give every device a pty instead of a TCP port; ``url`` is the slave's path."""
         for ep in self.endpoints.values():
@@ -253,6 +284,10 @@ class LinkHub:
         for ep in self.endpoints.values():
             if ep.server is not None:
                 await ep.server.wait_closed()
+            if ep.socket_path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(ep.socket_path)
+                ep.socket_path = None
         self._fabric_alarm.cancel()
 
     # --- connections -----------------------------------------------------------------

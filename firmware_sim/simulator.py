@@ -101,6 +101,8 @@ class Simulator:
         try:
             if self.config.pty:
                 hub.open_ptys()
+            elif self.config.unix_dir is not None:
+                loop.run_until_complete(hub.listen_unix(self.config.unix_dir))
             else:
                 loop.run_until_complete(hub.listen_tcp(self.config.base_port))
         except LinkError as e:

@@ -1,7 +1,8 @@
 """Thin shell of the serial device link: pyserial ports, a Session each, one I/O thread.
 
 Ports are URLs (``/dev/ttyS1``, a pty path, ``socket://127.0.0.1:7001``,
-``loop://``), opened by ``serial.serial_for_url``. Framing, acks and timers are
+``unix:///run/kvm-sim/5001``, ``loop://``), opened by ``serial.serial_for_url`` (``unix://``
+by ``_UnixSerial``: pyserial has no such handler). Framing, acks and timers are
 in ``codec`` and ``session``; this module only moves bytes and calls the clock.
 
 A ``LinkLoop`` is one thread that carries any number of ``Link``s: a selector on
@@ -55,16 +56,51 @@ class _SocketSerial(protocol_socket.Serial):
                 pass
 
 
+class _UnixSerial(_SocketSerial):
+    """A port that is a Unix-domain stream socket, ``unix:///absolute/path``: a device
+    simulated on the same machine (the lab). The bytes are the same as on a serial line; a
+    frame costs the two ends about a third of what it costs over TCP on the loopback."""
+
+    def open(self) -> None:
+        self.logger = None
+        if self.portstr is None:
+            raise serial.SerialException("Port must be configured before it can be used.")
+        if self.is_open:
+            raise serial.SerialException("Port is already open.")
+        path = unix_socket_path(self.portstr)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)   # a local socket: answers at once, or refuses
+        except OSError as e:
+            sock.close()
+            raise serial.SerialException(f"Could not open port {self.portstr}: {e}") from None
+        sock.setblocking(False)
+        self._socket = sock
+        self.is_open = True
+        self.reset_input_buffer()
+
+
+def unix_socket_path(url: str) -> str:
+    """The path of a ``unix://`` URL (``unix:///tmp/sim/5001`` → ``/tmp/sim/5001``)."""
+    path = url[len("unix://"):] if url.startswith("unix://") else ""
+    if not path.startswith("/"):
+        raise serial.SerialException(
+            f"expected unix:///ABSOLUTE/PATH, got {url!r}")
+    return path
+
+
 def open_port(url: str, *, timeout: float = READ_TIMEOUT) -> serial.SerialBase:
     """Open ``url`` at 115200 8N1; a stuck write fails after 1 s instead of hanging."""
     if url.startswith("socket://"):
         port: serial.SerialBase = _SocketSerial(url, baudrate=BAUDRATE, timeout=timeout,
                                                 write_timeout=WRITE_TIMEOUT)
+    elif url.startswith("unix://"):
+        port = _UnixSerial(url, baudrate=BAUDRATE, timeout=timeout, write_timeout=WRITE_TIMEOUT)
     else:
         port = serial.serial_for_url(url, baudrate=BAUDRATE, timeout=timeout,
                                      write_timeout=WRITE_TIMEOUT)
     sock = getattr(port, "_socket", None)  # socket:// -- pyserial has no public accessor
-    if isinstance(sock, socket.socket):
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
         # Small frames back to back: without this, Nagle + delayed ACK add up to 40 ms.
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import Any
 import requests
 
 from firmware_sim import tx_gateway
+from firmware_sim.config import UNIX_DIR_MAX
 from firmware_sim.lab import statefile
 from firmware_sim.lab.client import controller_rows
 from firmware_sim.lab.control import Command, CommandError, ControlServer
@@ -108,6 +110,7 @@ class LabRunner:
         self.http = requests.Session()   # keep-alive to the controller hosts
         self.http.trust_env = False
         self.serial_ports: dict[str, str] = {}
+        self.links_dir: Path | None = None   # the simulator's Unix sockets (links_dir())
         self.info: LabInfo | None = None
         self._reported_dead: set[tuple[str, int]] = set()
         self._shut = False
@@ -231,8 +234,12 @@ class LabRunner:
         assert self.topology is not None
         import yaml
 
+        sim_config = dict(self.topology.sim_config)
+        self.links_dir = links_dir()
+        if self.links_dir is not None:
+            sim_config["unix_dir"] = str(self.links_dir)
         (self.work / "sim.yaml").write_text(
-            yaml.safe_dump(self.topology.sim_config, sort_keys=False, allow_unicode=True),
+            yaml.safe_dump(sim_config, sort_keys=False, allow_unicode=True),
             encoding="utf-8",
         )
         (self.work / "server.yaml").write_text(
@@ -517,6 +524,8 @@ class LabRunner:
         if self.control is not None:
             self.control.close()
         self.sup.stop_all(timeout=10.0)
+        if self.links_dir is not None:
+            shutil.rmtree(self.links_dir, ignore_errors=True)
         statefile.remove(self.data, os.getpid())
 
     # --- commands from the control endpoint ---------------------------------------------
@@ -624,6 +633,18 @@ class LabRunner:
 def _have_display() -> bool:
     """A window can be opened: an X/Wayland display, or an SDL driver chosen explicitly."""
     return any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"))
+
+def links_dir() -> Path | None:
+    """A new short directory for the simulator's serial-link sockets (``unix://DIR/ID``: a
+    frame costs both ends about a third of TCP on the loopback, and a push to 1,000 Rx is
+    4,000 frames); None, and TCP ports, when the temporary directory's path is too long
+    for a socket path (docs/LAB.md)."""
+    path = Path(tempfile.mkdtemp(prefix="kvm-lab-links-"))
+    if len(str(path)) > UNIX_DIR_MAX:
+        path.rmdir()
+        return None
+    return path
+
 
 def _read_ports_file(path: Path) -> tuple[dict[str, str], str | None]:
     """The simulator's ports file: (device ID → serial URL, control URL)."""

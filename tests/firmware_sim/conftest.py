@@ -62,9 +62,14 @@ class Host:
 
         from kvm_protocol.session import Session
 
-        assert url.startswith("socket://127.0.0.1:")
-        port = int(url.rsplit(":", 1)[1])
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if url.startswith("unix://"):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(5)
+            self.sock.connect(url[len("unix://"):])
+        else:
+            assert url.startswith("socket://127.0.0.1:")
+            port = int(url.rsplit(":", 1)[1])
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.sock.settimeout(0.02)
         self.session = Session("host", time.monotonic())
         self.events: list[Any] = []

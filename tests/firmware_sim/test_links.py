@@ -359,3 +359,26 @@ def test_moved_wake_ups_leave_no_backlog(sim: Simulator) -> None:
     host.pump()
     devices = len(sim.ports())
     assert len(hub._timers) <= devices + 2, len(hub._timers)
+
+
+def test_unix_socket_endpoints(tmp_path: Any) -> None:
+    """``unix_dir``: a socket per device, ``unix://DIR/ID`` (the lab's links); a stale
+    socket file of an earlier run is replaced, and the files go when the simulator stops."""
+    import socket
+
+    links = tmp_path / "links"
+    links.mkdir()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(links / "5001"))          # left behind by a simulator that was killed
+    stale.close()
+    cfg = room_config(unix_dir=str(links), tx=[{"id": "0001"}], rx=[{"id": "5001"}],
+                      seats=[], walls=[])
+    with Simulator(cfg) as sim:
+        url = sim.ports()["5001"]["url"]
+        assert url == f"unix://{links / '5001'}"
+        host = connect(sim, "5001")
+        seq = host.send(SwitchHead(1, "0001", 1))
+        assert host.received(SwitchResult) == SwitchResult(seq, 1, SwitchStatus.OK)
+        assert rx_state(sim, "5001")["heads"][0]["source"] == "0001:1"
+        host.close()
+    assert sorted(p.name for p in links.iterdir()) == []

@@ -121,14 +121,22 @@ class FdDevice:
 
 
 class TcpDeviceServer:
-    """127.0.0.1, a free port; serves one FdDevice per accepted connection."""
+    """127.0.0.1, a free port (or, with ``unix``, a Unix-domain socket at that path); serves
+    one FdDevice per accepted connection."""
 
-    def __init__(self, config: SessionConfig | None = None) -> None:
+    def __init__(self, config: SessionConfig | None = None, *, unix: str | None = None) -> None:
         self.config = config
-        self.sock = socket.create_server(("127.0.0.1", 0))
+        if unix is None:
+            self.sock = socket.create_server(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
+            self.url = f"socket://127.0.0.1:{self.port}"
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(unix)
+            self.sock.listen()
+            self.port = 0
+            self.url = f"unix://{unix}"
         self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.url = f"socket://127.0.0.1:{self.port}"
         self.devices: list[FdDevice] = []
         self._conns: list[socket.socket] = []
         self._stop = threading.Event()
@@ -141,7 +149,8 @@ class TcpDeviceServer:
                 conn, _ = self.sock.accept()
             except TimeoutError:
                 continue
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if conn.family != socket.AF_UNIX:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._conns.append(conn)
             self.devices.append(FdDevice(conn.fileno(), config=self.config, close=conn.close))
 

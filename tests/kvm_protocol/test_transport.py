@@ -12,8 +12,10 @@ import socket
 import time
 import tty
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import serial
 
 from kvm_protocol import messages as m
 from kvm_protocol.session import (
@@ -238,3 +240,31 @@ def test_an_answered_send_leaves_no_wake_up_behind(server: TcpDeviceServer) -> N
             time.sleep(0.05)
         assert link.stats["retransmits"] == 0
         assert False not in woken, f"woken with nothing due: {woken}"
+
+
+def test_link_over_a_unix_socket(tmp_path: Path) -> None:
+    """``unix:///path``: the lab's simulator offers its serial links so (docs/LAB.md)."""
+    srv = TcpDeviceServer(unix=str(tmp_path / "5001"))
+    rec = Recorder()
+    try:
+        with Link(srv.url, rec) as link:
+            rec.wait_for(has(LinkUp(DEVICE_HELLO)))
+            seq = link.send(SWITCH)
+            rec.wait_for(has(Acked(seq, SWITCH)))
+            rec.wait_for(count(Received))
+            assert rec.of(Received)[0].message == m.SwitchResult(seq, 1, m.SwitchStatus.OK)
+            srv.wait_device(1).close_mid_frame()   # the device end goes away: reopened
+            rec.wait_for(down_with("connection lost"))
+            rec.wait_for(count(LinkUp, 2))
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize("url", ["unix://relative/path", "unix:///no/such/dir/5001"])
+def test_a_bad_unix_url_is_a_clear_link_down(url: str) -> None:
+    rec = Recorder()
+    with Link(url, rec):
+        rec.wait_for(down_with(f"cannot open {url}"))
+    assert not rec.of(LinkUp)
+    with pytest.raises(serial.SerialException, match="unix"):
+        open_port(url)

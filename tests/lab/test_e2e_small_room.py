@@ -4,6 +4,7 @@ other IDs, a three-screen seat with a dual-head Rx, a wall strip that does not s
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,12 @@ def test_controller_hosts_run_below_the_simulator(small_room: Lab) -> None:
     hosts = [niceness(c["pid"]) for name, c in children.items() if name.startswith("rx-host")]
     assert hosts and server == sim
     assert all(h == min(19, sim + HOST_NICE) for h in hosts)
+
+
+def test_the_serial_links_are_unix_sockets_in_one_directory(small_room: Lab) -> None:
+    """The lab's simulator serves every device's serial link on a Unix socket (cheaper per
+    frame than TCP on the loopback; docs/LAB.md), all in the lab's own directory."""
+    ports = small_room.info.serial_ports
+    assert ports and all(url.startswith("unix:///") for url in ports.values())
+    dirs = {url[len("unix://"):].rsplit("/", 1)[0] for url in ports.values()}
+    assert len(dirs) == 1 and Path(dirs.pop()).is_dir()

@@ -60,3 +60,18 @@ def test_another_topology_on_a_set_up_data_dir_is_refused(tmp_path: Path) -> Non
 def test_a_missing_topology_file(tmp_path: Path) -> None:
     with pytest.raises(UpError, match="not found"):
         LabRunner(UpOptions(data_dir=tmp_path / "d", config=tmp_path / "nope.yaml")).prepare()
+
+
+def test_the_simulator_gets_a_private_socket_directory_removed_at_shutdown(
+        tmp_path: Path) -> None:
+    """The serial links are Unix sockets in a fresh short directory (a socket path has at
+    most 107 bytes, whatever the data dir's length); shutdown removes it."""
+    r = runner(tmp_path / ("long-" * 20), 2)
+    r.write_configs()
+    sim = yaml.safe_load((r.work / "sim.yaml").read_text())
+    links = r.links_dir
+    assert links is not None and sim["unix_dir"] == str(links)
+    assert links.is_dir() and (links.stat().st_mode & 0o777) == 0o700
+    assert len(str(links)) <= 100 < len(str(r.work))
+    r.shutdown()
+    assert not links.exists()
