@@ -150,6 +150,13 @@ def _nothing() -> None:
     return None
 
 
+def _listen_error(e: OSError, where: str, device: str) -> LinkError:
+    if e.errno == errno.EMFILE:
+        return LinkError("out of file descriptors while opening device ports "
+                         f"(at {device}); raise the open-files limit (ulimit -n)")
+    return LinkError(f"cannot listen on {where} for {device}: {e.strerror or e}")
+
+
 class LinkHub:
     """All endpoints of one simulator, driven by one event loop."""
 
@@ -195,13 +202,7 @@ class LinkHub:
                 sock.setblocking(False)
             except OSError as e:
                 sock.close()
-                if e.errno == errno.EMFILE:
-                    raise LinkError(
-                        "out of file descriptors while opening device ports "
-                        f"(at {ep.device}); raise the open-files limit (ulimit -n)"
-                    ) from None
-                raise LinkError(f"cannot listen on {HOST}:{port} for {ep.device}: {e.strerror}"
-                                ) from None
+                raise _listen_error(e, f"{HOST}:{port}", ep.device) from None
             ep.server = await self.loop.create_server(functools.partial(_Conn, self, ep), sock=sock)
             ep.port = sock.getsockname()[1]
             ep.url = f"socket://{HOST}:{ep.port}"
@@ -223,13 +224,7 @@ class LinkHub:
                 ep.server = await self.loop.create_unix_server(
                     functools.partial(_Conn, self, ep), path=path, backlog=8)
             except OSError as e:
-                if e.errno == errno.EMFILE:
-                    raise LinkError(
-                        "out of file descriptors while opening device ports "
-                        f"(at {ep.device}); raise the open-files limit (ulimit -n)"
-                    ) from None
-                raise LinkError(f"cannot listen on {path} for {ep.device}: "
-                                f"{e.strerror or e}") from None
+                raise _listen_error(e, path, ep.device) from None
             ep.socket_path = path
             ep.url = f"unix://{path}"
 
