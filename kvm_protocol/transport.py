@@ -69,8 +69,9 @@ class _UnixSerial(_SocketSerial):
             raise serial.SerialException("Port is already open.")
         path = unix_socket_path(self.portstr)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(protocol_socket.POLL_TIMEOUT)   # a full backlog waits, boundedly
         try:
-            sock.connect(path)   # a local socket: answers at once, or refuses
+            sock.connect(path)
         except OSError as e:
             sock.close()
             raise serial.SerialException(f"Could not open port {self.portstr}: {e}") from None

@@ -634,6 +634,7 @@ def _have_display() -> bool:
     """A window can be opened: an X/Wayland display, or an SDL driver chosen explicitly."""
     return any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"))
 
+
 def links_dir() -> Path | None:
     """A new short directory for the simulator's serial-link sockets (``unix://DIR/ID``: a
     frame costs both ends about a third of TCP on the loopback, and a push to 1,000 Rx is
