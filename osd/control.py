@@ -63,7 +63,7 @@ def osd_snapshot(ctrl: Controller) -> dict[str, Any]:
         "link_up": ctrl.link_up,
         "adopted": ctrl.adopted is not None,
         "server_ok": ctrl.server_ok,
-        "reported": ctrl.shown.last_report is not None,
+        "reported": ctrl.reported,
         "screen": model.kind.value,
         "overlay": ctrl.shown.overlay,
         "lang": model.lang,
@@ -101,7 +101,6 @@ def controller_summary(ctrl: Controller) -> dict[str, Any]:
         machine = ctrl.machine
         status = _status_text(machine.model, machine.state)
         converged = ctrl.reconciler.converged
-        reported = ctrl.shown.last_report is not None
     return {
         "rx": ctrl.rx_id,
         "name": ctrl.config.name,
@@ -110,7 +109,7 @@ def controller_summary(ctrl: Controller) -> dict[str, Any]:
         "link_up": ctrl.link_up,
         "adopted": ctrl.adopted is not None,
         "server_ok": ctrl.server_ok,
-        "reported": reported,
+        "reported": ctrl.reported,
         "screen": ctrl.machine.kind.value,
         "status": status,
         "converged": converged,

@@ -190,6 +190,12 @@ class Controller:
         return self._link_up
 
     @property
+    def reported(self) -> bool:
+        """The server accepted this controller's current state (before that it counts the
+        Rx offline)."""
+        return self.shown.last_report is not None
+
+    @property
     def rx_id(self) -> str:
         adopted = self.adopted
         return adopted.id if adopted is not None else ""

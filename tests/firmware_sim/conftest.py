@@ -61,11 +61,12 @@ class Host:
         import time
 
         from kvm_protocol.session import Session
+        from kvm_protocol.transport import unix_socket_path
 
         if url.startswith("unix://"):
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.settimeout(5)
-            self.sock.connect(url[len("unix://"):])
+            self.sock.connect(unix_socket_path(url))
         else:
             assert url.startswith("socket://127.0.0.1:")
             port = int(url.rsplit(":", 1)[1])

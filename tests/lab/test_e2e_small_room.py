@@ -10,6 +10,7 @@ import pytest
 
 from firmware_sim.lab import Lab
 from kvm_protocol.results import ResultCode as R
+from kvm_protocol.transport import unix_socket_path
 from tests.lab.driver import ARTIFACTS, Seat, lab_device, poll, sources
 
 pytestmark = pytest.mark.slow
@@ -84,5 +85,5 @@ def test_the_serial_links_are_unix_sockets_in_one_directory(small_room: Lab) -> 
     frame than TCP on the loopback; docs/LAB.md), all in the lab's own directory."""
     ports = small_room.info.serial_ports
     assert ports and all(url.startswith("unix:///") for url in ports.values())
-    dirs = {url[len("unix://"):].rsplit("/", 1)[0] for url in ports.values()}
+    dirs = {unix_socket_path(url).rsplit("/", 1)[0] for url in ports.values()}
     assert len(dirs) == 1 and Path(dirs.pop()).is_dir()

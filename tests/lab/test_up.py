@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from firmware_sim.config import UNIX_DIR_MAX
 from firmware_sim.lab.simconfig import DeviceRef, LabTopology
 from firmware_sim.lab.up import CONTROLLERS_PER_HOST, LabRunner, UpError, UpOptions
 
@@ -72,6 +73,6 @@ def test_the_simulator_gets_a_private_socket_directory_removed_at_shutdown(
     links = r.links_dir
     assert links is not None and sim["unix_dir"] == str(links)
     assert links.is_dir() and (links.stat().st_mode & 0o777) == 0o700
-    assert len(str(links)) <= 100 < len(str(r.work))
+    assert len(str(links)) <= UNIX_DIR_MAX < len(str(r.work))
     r.shutdown()
     assert not links.exists()
