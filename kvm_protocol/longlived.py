@@ -10,10 +10,10 @@ collector never scans; they are still freed by reference counting when dropped.
 ``tune_collector()`` makes the young collections rarer (every 10,000 net allocations
 instead of 700). A process that answers a steady stream of requests or frames keeps many
 objects alive for a moment; at 700, every young collection found some of them still alive
-and moved them on, and those promotions set off a full pass every few seconds (the server:
-27-95 ms each, about 100 a minute of the lab at rest and under pushes). At 10,000 the lab's
-server, simulator and hosts ran no full pass at all after start-up; a young collection
-takes 1-6 ms instead of 0.1.
+and moved them on, and those promotions set off full passes (the lab's server: 4-6 a
+second while the room came up, then one every ~5 s under the pushes, 27-95 ms each). At
+10,000 the lab's server, simulator and hosts ran no full pass at all after start-up; a
+young collection takes 1-6 ms instead of 0.1.
 """
 
 from __future__ import annotations
