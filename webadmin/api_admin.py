@@ -53,6 +53,7 @@ from webadmin.api_common import (
     texts,
 )
 from webadmin.auth import current_admin
+from webadmin.bodies import takes_body
 from webadmin.snapshot import Built
 from webadmin.topology import (
     DEVICE_GROUP,
@@ -791,12 +792,12 @@ def _config_error(e: ConfigError) -> ApiError:
 
 
 @bp.post("/config")
+@takes_body(MAX_BYTES)   # more than the API's 64 KiB
 def config_import() -> tuple[Response, int]:
     """Import a control-room document (YAML or JSON body, at most 4 MiB); ``?mode=merge``
     (default) or ``?mode=replace``. Every problem is in the 400's message; nothing changes."""
     no_unknown_args("mode")
     mode = _kind_arg("mode", ("merge", "replace")) or "merge"
-    request.max_content_length = MAX_BYTES        # more than the API's 64 KiB
     try:
         text = request.get_data(cache=True).decode("utf-8-sig")
     except UnicodeDecodeError:

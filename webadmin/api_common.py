@@ -134,18 +134,12 @@ def _handle_unexpected(exc: Exception) -> Any:
     return error_response(500, "INTERNAL", "internal error (logged on the server)")
 
 
-def _limit_body() -> None:
-    # API bodies are small; a view that needs more (e.g. an import) may raise it itself.
-    if _is_api():
-        request.max_content_length = MAX_BODY
-
-
 def init_app(app: Flask) -> None:
-    """Install JSON error handling, the 64 KiB body limit and session teardown for /api/."""
+    """Install JSON error handling and session teardown for /api/ (body limits:
+    ``webadmin.bodies``)."""
     app.register_error_handler(ApiError, _handle_api_error)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_unexpected)
-    app.before_request(_limit_body)
     app.teardown_appcontext(_close_session)
 
 

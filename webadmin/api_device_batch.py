@@ -42,6 +42,7 @@ from webadmin.api_device import (
     parse_state,
 )
 from webadmin.auth import SECRET_RE, device_refusal, secret_matches
+from webadmin.bodies import takes_body
 from webadmin.routing import Waiter
 from webadmin.snapshot import Built
 
@@ -331,6 +332,7 @@ def _error(exc: ApiError) -> bytes:
 
 
 @bp.post("/states")
+@takes_body(MAX_STATES_BODY)
 def states() -> Response:
     """The heartbeats of many devices of one process (docs/API.md): each entry does what
     ``POST /device/state`` does for its device, and answers what it answers.
@@ -340,7 +342,6 @@ def states() -> Response:
     ``unchanged_state``); the others are applied with ``apply_state`` in one write
     transaction. When that transaction fails, the whole request answers 503 (the client
     posts the batch again; nothing of it was applied but ``last_seen`` refreshes)."""
-    request.max_content_length = MAX_STATES_BODY
     entries = parse_states(json_body(MAX_STATES_BODY))
     svc = services()
     cfg = svc.config

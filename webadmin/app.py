@@ -8,10 +8,10 @@ from typing import Any
 
 from flask import Flask
 
-from webadmin import api_admin, api_common, api_device, api_seat, auth, openapi, ui
+from webadmin import api_admin, api_common, api_device, api_seat, auth, bodies, openapi, ui
 from webadmin.api_common import Services
 from webadmin.config import ServerConfig, from_mapping
-from webadmin.db import Database, ensure_singletons, read_secret_key
+from webadmin.db import Database, ensure_singletons, gevent_patched, read_secret_key
 from webadmin.idle import IdleLogout
 from webadmin.routing import WatchHub
 from webadmin.snapshot import SnapshotCache
@@ -58,7 +58,7 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None, *,
 
     idle = IdleLogout(db, app.extensions["kvm"].cache, app.extensions["kvm"].hub)
     app.extensions["kvm_idle"] = idle
-    if idle_logout if idle_logout is not None else _gevent_patched():
+    if idle_logout if idle_logout is not None else gevent_patched():
         idle.start()
 
     api_common.init_app(app)
@@ -70,13 +70,5 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None, *,
     # --- further blueprints register here (admin CRUD API, web UI) ----------------------
     api_admin.init_app(app)  # /api/v1/admin/... and its OpenAPI paths
     ui.init_app(app)  # the admins' web pages, with Flask-Login and CSRF protection
+    bodies.install(app)  # last: its reading of the bodies comes before everything else
     return app
-
-
-def _gevent_patched() -> bool:
-    """True when gevent's monkey patching made ``threading`` cooperative (kvm-server)."""
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
-        return False
-    return bool(monkey.is_module_patched("threading"))

@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from webadmin import models as m
 from webadmin.api_common import ApiError, Body, db_session, json_body, services
+from webadmin.db import gevent_patched
 from webadmin.routing import audit, rate_limited, record_failure
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,11 +56,7 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 def _offload(fn: Callable[..., bool], *args: Any) -> bool:
     """Run a CPU-heavy call in gevent's thread pool when gevent is active (argon2 drops the GIL),
     so a login does not stall every long poll of the server for its ~50 ms."""
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
-        return fn(*args)
-    if not monkey.is_module_patched("threading"):
+    if not gevent_patched():
         return fn(*args)
     import gevent
 

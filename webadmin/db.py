@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 import stat
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +53,43 @@ def normalise_url(url: str) -> str:
 
 
 IMMEDIATE = "kvm_sqlite_immediate"  # execution option: start the transaction as a writer
+BUSY_TIMEOUT_MS = 10_000   # how long a SQLite statement waits for a lock another holds
+LOCK_PAUSES_S = (0.001, 0.02)  # cooperative wait for the write lock: first and longest pause
+
+
+def gevent_patched() -> bool:
+    """True when gevent's monkey patching made ``threading`` and ``time`` cooperative
+    (``kvm-server``): every request is then a greenlet of one thread."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
+
+
+def _begin_immediate_cooperatively(conn: Any) -> None:
+    """``BEGIN IMMEDIATE`` without SQLite's own busy wait, for gevent.
+
+    SQLite waits for a lock by sleeping inside the library: under gevent that stops every
+    greenlet of the process, the one whose transaction holds the lock included, so the
+    wait could only end by timing out (503s for everyone meanwhile). Here a locked
+    database is tried again after a pause that lets the other greenlets run, until
+    ``BUSY_TIMEOUT_MS``; the last try goes through SQLAlchemy, so that giving up raises
+    the usual ``OperationalError``."""
+    raw = conn.connection.dbapi_connection
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause, longest = LOCK_PAUSES_S
+        while time.monotonic() < deadline:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    break  # not a wait: the try below raises it the usual way
+            time.sleep(pause)  # patched by gevent: the lock's holder may run meanwhile
+            pause = min(pause * 2, longest)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def make_engine(url: str, sqlite_synchronous: str = SQLITE_SYNCHRONOUS) -> Engine:
@@ -64,8 +104,9 @@ def make_engine(url: str, sqlite_synchronous: str = SQLITE_SYNCHRONOUS) -> Engin
         url,
         pool_size=10,
         max_overflow=20,
-        connect_args={"timeout": 10, "check_same_thread": False},
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
     )
+    cooperative = gevent_patched()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -75,7 +116,7 @@ def make_engine(url: str, sqlite_synchronous: str = SQLITE_SYNCHRONOUS) -> Engin
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={sync}")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -83,8 +124,12 @@ def make_engine(url: str, sqlite_synchronous: str = SQLITE_SYNCHRONOUS) -> Engin
         # A write transaction takes the write lock at its start (waiting up to busy_timeout):
         # a deferred one that read first would fail at once with "database is locked"
         # when another connection committed in between (WAL busy snapshot).
-        immediate = conn.get_execution_options().get(IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if not conn.get_execution_options().get(IMMEDIATE, False):
+            conn.exec_driver_sql("BEGIN")
+        elif cooperative:
+            _begin_immediate_cooperatively(conn)
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

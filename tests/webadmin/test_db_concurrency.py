@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -46,3 +49,57 @@ def test_a_writer_that_read_first_is_not_refused_when_another_commits_meanwhile(
     finally:
         first.dispose()
         second.dispose()
+
+
+# Under gevent (kvm-server) every request is a greenlet of one thread.
+_GREENLETS = """
+from gevent import monkey; monkey.patch_all()
+import json, sys, gevent
+from sqlalchemy import text
+from webadmin.db import Database
+
+db = Database(sys.argv[1])
+with db.begin() as s:
+    s.execute(text("CREATE TABLE counter (n INTEGER)"))
+    s.execute(text("INSERT INTO counter VALUES (0)"))
+seen = []
+
+def holder():
+    with db.begin() as s:
+        s.execute(text("UPDATE counter SET n = n + 1"))
+        gevent.sleep(0.3)          # pauses inside its write transaction
+        seen.append("holder commits")
+
+def writer():
+    gevent.sleep(0.05)             # starts while the holder has the write lock
+    try:
+        with db.begin() as s:
+            s.execute(text("UPDATE counter SET n = n + 10"))
+        seen.append("writer committed")
+    except Exception as exc:
+        seen.append("writer failed: " + exc.__class__.__name__)
+
+def other():
+    gevent.sleep(0.1)
+    seen.append("another request ran")
+
+gevent.joinall([gevent.spawn(holder), gevent.spawn(writer), gevent.spawn(other)])
+with db.begin() as s:
+    n = s.execute(text("SELECT n FROM counter")).scalar_one()
+print(json.dumps({"seen": seen, "n": n}))
+"""
+
+
+def test_under_gevent_a_writer_waiting_for_the_lock_lets_the_holder_and_others_run(
+    tmp_path: Path,
+) -> None:
+    # SQLite's own wait for the lock is a sleep inside the library: it would stop the whole
+    # process, the holder included, and fail after its timeout.
+    out = subprocess.run(
+        [sys.executable, "-c", _GREENLETS, f"sqlite:///{tmp_path / 'room.db'}"],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["seen"] == ["another request ran", "holder commits", "writer committed"]
+    assert result["n"] == 11

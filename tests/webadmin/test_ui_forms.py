@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import select
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 
 from tests.webadmin.conftest import Room, db_of, secret_of
 from tests.webadmin.test_ui_support import (
@@ -16,6 +18,7 @@ from tests.webadmin.test_ui_support import (
     error_next_to,
     field_errors,
     state,
+    table_text,
     text_of,
 )
 from webadmin import models as m
@@ -318,4 +321,20 @@ def test_restore_lists_every_problem_and_changes_nothing(ui: UI, content: bytes,
     problems = resp.text.split('id="restore-problems"', 1)
     assert len(problems) == 2, field_errors(resp)
     assert expected in text_of(resp)
+    assert state(ui.app) == before
+
+
+def test_a_restore_may_be_larger_than_a_form_but_other_forms_may_not(ui: UI) -> None:
+    padding = b"# " + b"x" * 1000 + b"\n"
+    big = padding * 2000 + b"hotkeys:\n  BIG: ['0001']\n"          # ~2 MiB of YAML
+    # Encoded here: the test client would spool a large form to a file it never closes.
+    boundary, body = encode_multipart({"csrf_token": ui.token, "mode": "merge",
+                                       "file": FileStorage(io.BytesIO(big), "room.yaml")})
+    resp = ui.client.post("/settings/restore", data=body,
+                          content_type=f"multipart/form-data; boundary={boundary}")
+    assert resp.status_code == 302
+    assert "BIG" in table_text(ui.get("/hotkeys"), "hotkey-table")
+    before = state(ui.app)
+    resp = ui.post("/hotkeys", {"key": "Z8", "targets": "0001" + " " * 2_000_000})
+    assert resp.status_code == 413
     assert state(ui.app) == before

@@ -47,8 +47,6 @@ login_manager = LoginManager()
 IDLE_TIMEOUT_S = 30 * 60          # default; app.config["UI_IDLE_TIMEOUT_S"] overrides
 PUBLIC = frozenset({"ui.login", "ui.set_lang", "ui.cjk_font"})
 PASSIVE = frozenset({"ui.live"})  # polling does not count as activity for the idle timeout
-FORM_LIMIT = 1024 * 1024          # bytes of a posted form
-UPLOAD_LIMIT = 5 * 1024 * 1024    # bytes of a posted backup (the YAML itself: 4 MiB at most)
 TZ_COOKIE = "kvm_tz"              # minutes east of UTC, set by app.js from the browser
 
 
@@ -237,8 +235,6 @@ def _to_login(reason: str | None) -> BaseResponse:
 
 def _guard() -> BaseResponse | tuple[str, int] | None:
     if request.method == "POST":
-        request.max_content_length = (UPLOAD_LIMIT if request.endpoint == "ui.settings_import"
-                                      else FORM_LIMIT)
         csrf.protect()          # every form of the UI; the JSON APIs are not ours to guard
     if request.endpoint in PUBLIC or request.endpoint == "static":
         return None

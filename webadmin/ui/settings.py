@@ -13,6 +13,7 @@ from webadmin import admin_service
 from webadmin import models as m
 from webadmin.admin_service import AdminError
 from webadmin.api_common import db_session
+from webadmin.bodies import takes_body
 from webadmin.ui.common import (
     Form,
     actor,
@@ -29,7 +30,8 @@ from webadmin.ui.common import (
 from webadmin.ui.i18n import translate_problem
 
 KEYS = ("chord", "chord_window_ms", "lang", "auto_close_ms", "idle_close_s", "idle_logout_s")
-UPLOAD_LIMIT = MAX_BYTES + 64 * 1024
+UPLOAD_LIMIT = MAX_BYTES + 64 * 1024   # bytes of the uploaded file read (4 MiB are taken)
+POST_LIMIT = 5 * 1024 * 1024           # bytes of the whole posted restore form
 
 
 class SettingsForm(Form):
@@ -91,6 +93,7 @@ def settings_export() -> Response:
 
 
 @bp.post("/settings/restore")
+@takes_body(POST_LIMIT)
 def settings_import() -> BaseResponse | tuple[str, int]:
     restore = RestoreForm()
     if not restore.validate():

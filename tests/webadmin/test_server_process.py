@@ -1,0 +1,116 @@
+"""``kvm-server`` as a real process (gevent): one slow client must not hold up the others.
+
+Every request is a greenlet of one process. SQLite's wait for the write lock is a sleep
+inside the library that blocks the whole process, so a greenlet that paused inside a write
+transaction (waiting for the rest of a request body, say) froze every other request until
+the wait gave up after ``busy_timeout`` and answered 503.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from flask import Flask
+
+from tests.webadmin.conftest import PASSWORDS, Room, seed_room
+
+ANSWER_TIMEOUT_S = 60.0   # a socket bound only: the assertions are on what is answered
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path, server_config: dict[str, Any], app: Flask
+           ) -> Iterator[tuple[int, Room]]:
+    """kvm-server on the seeded room's data directory; yields its port and the room."""
+    room = seed_room(app)
+    app.extensions["kvm"].db.dispose()
+    port = _free_port()
+    cfg = tmp_path / "server.yaml"
+    cfg.write_text(yaml.safe_dump({**server_config, "host": "127.0.0.1", "port": port}))
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "webadmin", "--config", str(cfg)],
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "server.log").read_text()
+                assert time.monotonic() < deadline, "kvm-server did not start"
+                time.sleep(0.05)
+        yield port, room
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+def _head(path: str, headers: dict[str, str], length: int) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
+             f"Content-Length: {length}", "Connection: close",
+             *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict[str, Any]]:
+    raw = b""
+    while chunk := sock.recv(65536):
+        raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def _post(port: int, path: str, headers: dict[str, str], body: dict[str, Any]
+          ) -> tuple[int, dict[str, Any]]:
+    data = json.dumps(body).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_TIMEOUT_S) as sock:
+        sock.sendall(_head(path, headers, len(data)) + data)
+        return _answer(sock)
+
+
+def test_a_client_slow_to_send_its_body_does_not_hold_up_the_others(
+        server: tuple[int, Room]) -> None:
+    port, room = server
+    login = {"user": "hxfj", "password": PASSWORDS["hxfj"]}
+    assert _post(port, "/api/v1/seat/login", room.headers("5001"), login)[0] == 200
+
+    # 5001 connects, but its body is late: the headers arrive, the body does not yet.
+    body = json.dumps({"input": "1"}).encode()
+    slow = socket.create_connection(("127.0.0.1", port), timeout=ANSWER_TIMEOUT_S)
+    try:
+        slow.sendall(_head("/api/v1/seat/connect", room.headers("5001"), len(body)))
+        time.sleep(0.5)  # the server has the request and waits for its body
+        # Meanwhile another seat logs in and connects: both are writes, both answered.
+        status, answer = _post(port, "/api/v1/seat/login", room.headers("5004"), login)
+        assert status == 200, answer
+        status, answer = _post(port, "/api/v1/seat/connect", room.headers("5004"),
+                               {"input": "2"})
+        assert (status, answer["result"]) == (200, "CONNECTED"), answer
+        # The late body arrives: that connect is done too.
+        slow.sendall(body)
+        status, answer = _answer(slow)
+        assert (status, answer["result"]) == (200, "CONNECTED"), answer
+    finally:
+        slow.close()
