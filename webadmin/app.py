@@ -11,7 +11,7 @@ from flask import Flask
 from webadmin import api_admin, api_common, api_device, api_seat, auth, bodies, openapi, ui
 from webadmin.api_common import Services
 from webadmin.config import ServerConfig, from_mapping
-from webadmin.db import Database, ensure_singletons, gevent_patched, read_secret_key
+from webadmin.db import IMMEDIATE, Database, ensure_singletons, gevent_patched, read_secret_key
 from webadmin.idle import IdleLogout
 from webadmin.routing import WatchHub
 from webadmin.snapshot import SnapshotCache
@@ -49,6 +49,11 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None, *,
 
     db = Database(sqlite_synchronous=cfg.sqlite_synchronous)
     db.init_app(app)
+    if cfg.check_lock_holds and gevent_patched():
+        from webadmin import lockcheck
+
+        assert db.engine is not None
+        lockcheck.install(db.engine, IMMEDIATE)
     db.upgrade()
     with db.begin() as s:
         ensure_singletons(s)

@@ -11,6 +11,8 @@ overrides (``KVM_SERVER_<KEY>``), then command-line overrides.
     log_format: json                # json | text (key=value)
     admin_token_ttl_s: 43200
     sqlite_synchronous: full        # full: commits survive power loss; normal: process crash only
+    check_lock_holds: false         # development aid: log greenlets that yield holding the
+                                    # write lock (webadmin.lockcheck; the lab's tests)
 
 An environment value is read as a YAML scalar (``KVM_SERVER_PORT=9000`` is the integer
 9000) and validated like the file, so errors name the variable.
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kvm_protocol.yamlconf import (
+    Bool,
     Check,
     ConfigError,
     Enum,
@@ -54,6 +57,7 @@ class ServerConfig:
     log_format: str = "json"
     admin_token_ttl_s: int = 12 * 3600
     sqlite_synchronous: str = "full"
+    check_lock_holds: bool = False
 
     @property
     def data_path(self) -> Path:
@@ -96,6 +100,7 @@ def _schema() -> Section[ServerConfig]:
             "log_format": Option(Enum("json", "text"), default=d.log_format),
             "admin_token_ttl_s": Option(Int(60, 30 * 86400), default=d.admin_token_ttl_s),
             "sqlite_synchronous": Option(Enum("full", "normal"), default=d.sqlite_synchronous),
+            "check_lock_holds": Option(Bool(), default=d.check_lock_holds),
         },
         into=ServerConfig,
     )

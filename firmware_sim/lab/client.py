@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,8 +88,10 @@ class Lab:
         timeout: float = 180.0,
         log_path: Path | None = None,
         extra_args: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Lab:
-        """Start `kvm-lab up --headless` as a child and return once it is up and in sync."""
+        """Start `kvm-lab up --headless` as a child and return once it is up and in sync.
+        `env`: more environment for the lab's processes (e.g. ``KVM_SERVER_*`` settings)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             sys.executable,
@@ -113,7 +115,7 @@ class Lab:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
                 # The lab stops (cleanly, on SIGTERM) if the process that started it dies.
                 preexec_fn=child_setup,
             )

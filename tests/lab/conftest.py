@@ -10,30 +10,38 @@ import pytest
 
 from firmware_sim.lab import Lab, LabError
 from tests.lab.driver import Seat, log_tails
+from webadmin.lockcheck import MESSAGE as LOCK_HELD
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def _start(config: Path, tmp: pytest.TempPathFactory) -> Lab:
+# The server reports every greenlet that lets the others run while it holds the database's
+# write lock (webadmin.lockcheck); a lab's tests fail at its end if it reported one.
+CHECKS = {"KVM_SERVER_CHECK_LOCK_HOLDS": "true"}
+
+
+def _lab(config: Path, tmp: pytest.TempPathFactory) -> Iterator[Lab]:
     data = tmp.mktemp(config.stem)
     try:
-        return Lab.start(config, data, timeout=150)
+        lab = Lab.start(config, data, timeout=150, env=CHECKS)
     except LabError as exc:
         pytest.fail(f"the lab of {config.name} did not start: {exc}")
+    yield lab
+    lab.stop()
+    log = data / "logs" / "server.log"
+    held = [line for line in log.read_text(errors="replace").splitlines() if LOCK_HELD in line]
+    assert not held, f"{config.name}: the server yielded holding the write lock:\n" + "\n".join(
+        held)
 
 
 @pytest.fixture(scope="session")
 def control_room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = _start(EXAMPLES / "control-room.yaml", tmp_path_factory)
-    yield lab
-    lab.stop()
+    yield from _lab(EXAMPLES / "control-room.yaml", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def small_room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = _start(EXAMPLES / "small-room.yaml", tmp_path_factory)
-    yield lab
-    lab.stop()
+    yield from _lab(EXAMPLES / "small-room.yaml", tmp_path_factory)
 
 
 def _seat_factory(lab: Lab, lang: str, chord: str) -> Iterator[Callable[[str], Seat]]:
