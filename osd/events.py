@@ -31,6 +31,7 @@ class Settings:
     auto_close_ms: int = 1000   # close after a success; 0 = stay open
     idle_close_s: int = 60      # close the menu after this long without keys; 0 = never
     idle_logout_s: int = 0      # log the seat out after this long without keys; 0 = off
+    login_hidden: bool = False  # a wall tile: the login screen shows only when called up
 
     @classmethod
     def from_api(cls, data: Mapping[str, object]) -> Settings:
@@ -51,6 +52,7 @@ class Settings:
             auto_close_ms=_count(data, "auto_close_ms", default.auto_close_ms, 600_000),
             idle_close_s=_count(data, "idle_close_s", default.idle_close_s, 86_400),
             idle_logout_s=_count(data, "idle_logout_s", default.idle_logout_s, 604_800),
+            login_hidden=_flag(data, "login_hidden", default.login_hidden),
         )
 
 
@@ -58,6 +60,13 @@ def _count(data: Mapping[str, object], key: str, default: int, limit: int) -> in
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
         raise SettingsError(f"settings.{key}: {value!r} is not a whole number 0-{limit}")
+    return value
+
+
+def _flag(data: Mapping[str, object], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise SettingsError(f"settings.{key}: {value!r} is not true or false")
     return value
 
 

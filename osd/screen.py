@@ -10,6 +10,8 @@ Three screens (``ScreenKind``):
 - MENU — the OSD menu is open; keys go to the OSD only;
 - CLOSED — logged in, overlay hidden; keys go through the chord detector to the computer
   (unless the session is view-only, or this is not the active screen of a cross-screen seat).
+  Also a wall tile (setting ``login_hidden``) while nobody is logged in: locked, no overlay
+  over the wall's picture; the chord calls up its login screen, Esc or idleness hides it.
 
 The keys the computer holds are tracked; whenever forwarding stops, the computer gets
 releases for them so nothing stays stuck, and later releases of keys it never saw
@@ -71,7 +73,7 @@ class OsdMachine:
     def forwarding(self) -> bool:
         """True when a key typed now would (eventually) reach the computer."""
         s = self._s
-        return s.kind is ScreenKind.CLOSED and s.active and s.keys_allowed
+        return s.kind is ScreenKind.CLOSED and s.active and s.keys_allowed and s.user is not None
 
     def start(self, now_ms: float) -> list[ev.Effect]:
         """The effects of power-up: draw the login screen and show the overlay."""
@@ -94,7 +96,8 @@ class OsdMachine:
                 times.append(m.close_at)
             if s.settings.idle_close_s:
                 times.append(s.last_key + s.settings.idle_close_s * 1000.0)
-        if s.kind is ScreenKind.LOGIN and s.settings.idle_close_s and (f.user or f.password):
+        if s.kind is ScreenKind.LOGIN and s.settings.idle_close_s and (
+                f.user or f.password or s.login_called):
             times.append(s.last_key + s.settings.idle_close_s * 1000.0)
         if s.user is not None and s.active and s.settings.idle_logout_s:
             times.append(s.last_key + s.settings.idle_logout_s * 1000.0)
@@ -159,7 +162,9 @@ class OsdMachine:
         if kind is ScreenKind.CLOSED:
             out = self._chord.feed(key, now)
             self._send(out.forward, fx)
-            if out.fired:
+            if out.fired and s.user is None:
+                s.login_called = True   # a wall tile's hidden login screen, called up
+            elif out.fired:
                 self._open_menu(fx)
         elif key.pressed:
             if kind is ScreenKind.LOGIN:
@@ -168,8 +173,8 @@ class OsdMachine:
                 self._menu_key(key, now, fx)
 
     def _send(self, keys: tuple[KeyEvent, ...], fx: list[ev.Effect]) -> None:
-        if not self._s.keys_allowed:
-            return  # view-only session: the computer gets nothing
+        if not self._s.keys_allowed or self._s.user is None:
+            return  # view-only session, or locked: the computer gets nothing
         for key in keys:
             if key.pressed:
                 self._computer.pop(key.usage, None)
@@ -200,10 +205,12 @@ class OsdMachine:
             self._send(held, fx)
 
     def _login_key(self, key: KeyEvent, now: float, fx: list[ev.Effect]) -> None:
-        f = self._s.login
+        s, f = self._s, self._s.login
         usage, mask = key.usage, mod_mask(int(key.mods))
         on_field = f.focus in (LoginFocus.USER, LoginFocus.PASSWORD)
-        if usage in (_K["Tab"], _K["Down"], _K["Up"]):
+        if usage == _K["Esc"] and s.settings.login_hidden and f.sent_at is None:
+            self._hide_login()
+        elif usage in (_K["Tab"], _K["Down"], _K["Up"]):
             back = usage == _K["Up"] or (usage == _K["Tab"] and mask & _SHIFT)
             i = _FOCUS_ORDER.index(f.focus) + (-1 if back else 1)
             f.focus = _FOCUS_ORDER[i % len(_FOCUS_ORDER)]
@@ -227,6 +234,12 @@ class OsdMachine:
                 f.user += ch
             elif f.focus is LoginFocus.PASSWORD and len(f.password) < MAX_PASSWORD:
                 f.password += ch
+
+    def _hide_login(self) -> None:
+        """A wall tile's login screen goes away again (Esc, idle); what was typed goes too."""
+        s = self._s
+        s.login_called = False
+        s.login = LoginForm(status=s.login.status)
 
     def _submit_login(self, now: float, fx: list[ev.Effect]) -> None:
         s, f = self._s, self._s.login
@@ -345,6 +358,7 @@ class OsdMachine:
     def _drop_session(self, status: ResultCode) -> None:
         s = self._s
         s.user, s.keys_allowed, s.session_lang, s.menu_open = None, True, None, False
+        s.login_called = False
         s.login, s.menu = LoginForm(status=status), MenuState()
 
     def _action_result(self, result: ev.ActionResult, now: float, fx: list[ev.Effect]) -> None:
@@ -390,9 +404,9 @@ class OsdMachine:
             s.menu_open = False
         if (
             s.kind is ScreenKind.LOGIN and idle_close and idle_ms >= idle_close
-            and f.sent_at is None and (f.user or f.password)
+            and f.sent_at is None and (f.user or f.password or s.login_called)
         ):
-            s.login = LoginForm(status=f.status)  # a half-typed password does not stay
+            self._hide_login()  # a half-typed password does not stay
         idle_logout = s.settings.idle_logout_s * 1000.0
         if s.user is not None and s.active and idle_logout and idle_ms >= idle_logout:
             self._flush_chord(fx)

@@ -47,6 +47,7 @@ class OsdState:
     server_ok: bool | None = None
     active: bool = True                # this is the screen with the keyboard and mouse
     menu_open: bool = False
+    login_called: bool = False         # a hidden login screen was called up (wall tiles)
     last_key: float = 0.0
     login: LoginForm = field(default_factory=LoginForm)
     menu: MenuState = field(default_factory=MenuState)
@@ -54,7 +55,9 @@ class OsdState:
     @property
     def kind(self) -> ScreenKind:
         if self.user is None:
-            return ScreenKind.LOGIN
+            # Locked either way; a wall tile shows its login screen only when called up.
+            shown = self.login_called or not self.settings.login_hidden
+            return ScreenKind.LOGIN if shown else ScreenKind.CLOSED
         return ScreenKind.MENU if self.menu_open else ScreenKind.CLOSED
 
     @property

@@ -41,7 +41,7 @@ from webadmin.auth import (
 )
 from webadmin.config import ServerConfig
 from webadmin.routing import Waiter, WatchHub, audit, report_state, seen_due, state_changes
-from webadmin.snapshot import Built
+from webadmin.snapshot import Built, Config
 
 bp = Blueprint("api_device", __name__, url_prefix="/api/v1/device")
 
@@ -373,15 +373,26 @@ def watch_body(built: Built, dev_id: str, generation: int) -> dict[str, Any]:
             }
         st = built.seat(dev_id)
         seat = {"name": st.name, "screens": list(st.screens)}
+    settings = dict(cfg.settings)
+    if kind == "rx" and dev_id in wall_tiles(cfg):
+        settings["login_hidden"] = True   # no login screen over the wall's picture at rest
     return {
         "generation": generation,
         "routing": routing,
         "session": session,
-        "settings": dict(cfg.settings),
+        "settings": settings,
         "seat": seat,
         "id": dev_id,
         "name": cfg.names.get(dev_id, ""),
     }
+
+
+def wall_tiles(cfg: Config) -> frozenset[str]:
+    """The Rx that are tiles of a video wall (once per configuration)."""
+    tiles: frozenset[str] | None = cfg.memo.get("wall-tiles")
+    if tiles is None:
+        tiles = cfg.memo["wall-tiles"] = frozenset(t for w in cfg.walls for t in w.tiles)
+    return tiles
 
 
 def encode(body: dict[str, Any]) -> bytes:

@@ -132,7 +132,17 @@ def test_push_to_a_splicing_wall_fills_the_wall(control_room: Lab, seats: MakeSe
         10,
         "every tile of the wall to show 0009",
     )
+    # Nobody is logged in at the wall, and no login screen covers its picture ...
+    tile = control_room.osd("5010") or {}
+    assert (tile.get("screen"), tile.get("user")) == ("closed", None), tile
     control_room.screenshot("5010", ARTIFACTS / "wall-tile-5010.png")
+    # ... until someone calls it up at a tile; Esc hides it again.
+    control_room.keys("5010", "Shift+O Shift+O")
+    poll(lambda: control_room.osd("5010") or {}, lambda o: o.get("screen") == "login", 10,
+         "the chord to call up the tile's login screen")
+    control_room.keys("5010", "Esc")
+    poll(lambda: control_room.osd("5010") or {}, lambda o: o.get("screen") == "closed", 10,
+         "Esc to hide the tile's login screen")
 
 
 def test_fetch_outcomes(control_room: Lab, seats: MakeSeat) -> None:

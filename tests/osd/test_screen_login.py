@@ -277,3 +277,75 @@ def test_release_events_and_odd_keys_do_nothing_on_the_login_screen() -> None:
         seat.event(ev.KeyInput(KeyEvent(usage, Mod.NONE, False)))
     seat.key_events([KeyEvent(k.usage, k.mods, False) for k in sequence_events("A B C")])
     assert seat.model == before
+
+
+# --- wall tiles (setting login_hidden): no login screen over the wall's picture ----------
+
+TILE = ev.Settings(login_hidden=True)
+
+
+def test_a_wall_tile_shows_no_login_screen_at_rest_and_stays_locked() -> None:
+    tile = Seat(TILE, rx_id="5010")
+    assert not tile.overlay and not of_type(tile.log, ev.Draw)
+    assert tile.kind is ScreenKind.CLOSED and tile.model.login is None
+    assert forwarded(tile.type("secret")) == [], "nobody logged in: the computer gets nothing"
+    assert forwarded(tile.keys("Shift+O")) == []
+
+
+def test_the_chord_calls_up_a_tiles_login_screen_and_esc_hides_it_again() -> None:
+    tile = Seat(TILE, rx_id="5010")
+    tile.keys("Shift+O Shift+O")
+    assert tile.overlay and tile.kind is ScreenKind.LOGIN
+    tile.type("hxfj")
+    tile.keys("Tab")
+    tile.type("123")
+    assert tile.login_view.user.value.text == "hxfj"
+    tile.keys("Esc")
+    assert not tile.overlay and tile.kind is ScreenKind.CLOSED
+    tile.keys("Shift+O Shift+O")
+    assert tile.overlay and tile.login_view.user.value.text == "", "what was typed is gone"
+    assert tile.login_view.password.value.text == ""
+
+
+def test_a_tiles_login_screen_goes_away_when_idle_and_after_a_logout() -> None:
+    tile = Seat(TILE, rx_id="5010")
+    tile.keys("Shift+O Shift+O")
+    tile.tick(59_000)
+    assert tile.overlay
+    tile.tick(1_100)
+    assert not tile.overlay and tile.kind is ScreenKind.CLOSED
+    tile.keys("Shift+O Shift+O")
+    tile.login()
+    assert tile.kind is ScreenKind.MENU and tile.overlay
+    tile.keys("F12")
+    assert not tile.overlay and tile.kind is ScreenKind.CLOSED
+    assert forwarded(tile.type("x")) == []
+
+
+def test_esc_on_a_tile_does_not_drop_a_login_on_its_way() -> None:
+    tile = Seat(TILE, rx_id="5010")
+    tile.keys("Shift+O Shift+O")
+    tile.type("hxfj")
+    tile.keys("Tab")
+    tile.type("123456")
+    assert ev.Login("hxfj", "123456") in tile.keys("Enter")
+    tile.keys("Esc")
+    assert tile.overlay, "the answer is awaited on the screen that asked"
+    tile.event(ev.LoginResult(ResultCode.NETWORK_OK, "hxfj"))
+    assert tile.kind is ScreenKind.MENU
+
+
+def test_becoming_a_wall_tile_hides_the_login_screen_and_leaving_shows_it() -> None:
+    seat = Seat(rx_id="5010")
+    assert seat.overlay
+    seat.event(ev.SettingsChanged(TILE))
+    assert not seat.overlay
+    seat.event(ev.SettingsChanged(ev.Settings()))
+    assert seat.overlay and seat.kind is ScreenKind.LOGIN
+
+
+def test_login_hidden_comes_from_the_servers_settings() -> None:
+    assert ev.Settings.from_api({"login_hidden": True}).login_hidden is True
+    assert ev.Settings.from_api({}).login_hidden is False
+    with pytest.raises(ev.SettingsError, match="login_hidden"):
+        ev.Settings.from_api({"login_hidden": "yes"})

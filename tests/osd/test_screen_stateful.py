@@ -85,7 +85,8 @@ class OsdStateMachine(RuleBasedStateMachine):
     def _feed(self, event: ev.Event, gap: int = 0) -> None:
         self.now += gap
         kind_before = self.m.kind
-        began_open = kind_before is not ScreenKind.CLOSED
+        # open, or locked (a wall tile's hidden login screen: CLOSED without a user)
+        began_open = kind_before is not ScreenKind.CLOSED or self.m.state.user is None
         detecting = kind_before is ScreenKind.CLOSED and self.m.state.active
         if isinstance(event, ev.KeyInput) and event.key.pressed:
             typed = Typed(event.key, self.m.forwarding, detecting)
@@ -197,13 +198,15 @@ class OsdStateMachine(RuleBasedStateMachine):
         auto_close=st.sampled_from([0, 1000]),
         idle=st.sampled_from([0, 5, 60]),
         idle_logout=st.sampled_from([0, 120]),
+        tile=st.booleans(),
     )
     def settings(
-        self, chord: str, window: int, lang: str, auto_close: int, idle: int, idle_logout: int
+        self, chord: str, window: int, lang: str, auto_close: int, idle: int, idle_logout: int,
+        tile: bool,
     ) -> None:
         s = ev.Settings.from_api(
             {"chord": chord, "chord_window_ms": window, "lang": lang, "auto_close_ms": auto_close,
-             "idle_close_s": idle, "idle_logout_s": idle_logout}
+             "idle_close_s": idle, "idle_logout_s": idle_logout, "login_hidden": tile}
         )
         self._feed(ev.SettingsChanged(s))
 

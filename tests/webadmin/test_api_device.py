@@ -180,6 +180,15 @@ def test_watch_without_generation_returns_at_once(client: FlaskClient, room: Roo
     assert tx["routing"] == [] and tx["seat"] is None and tx["session"] is None
 
 
+def test_a_wall_tiles_watch_says_its_login_screen_stays_hidden(
+        app: Flask, client: FlaskClient, room: Room) -> None:
+    assert get_watch(client, room, "5012", "timeout=0")["settings"]["login_hidden"] is True
+    assert "login_hidden" not in get_watch(client, room, "5001", "timeout=0")["settings"]
+    with db_of(app).begin() as s:
+        s.delete(s.query(m.Wall).filter_by(name="wall-1").one())
+    assert "login_hidden" not in get_watch(client, room, "5012", "timeout=0")["settings"]
+
+
 def test_watch_returns_at_timeout_with_same_generation(client: FlaskClient, room: Room) -> None:
     gen = get_watch(client, room, "5001", "timeout=0")["generation"]
     start = time.monotonic()
