@@ -34,7 +34,7 @@ class Colour(Enum):
 class ScreenKind(Enum):
     LOGIN = "login"    # nobody logged in: the seat is locked
     MENU = "menu"      # the OSD menu is open
-    CLOSED = "closed"  # logged in, overlay hidden, keys go to the computer
+    CLOSED = "closed"  # overlay hidden; logged in: keys go to the computer (else a locked tile)
 
 
 class Mode(Enum):

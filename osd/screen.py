@@ -85,7 +85,7 @@ class OsdMachine:
         s, f, m = self._s, self._s.login, self._s.menu
         times: list[float] = []
         chord = self._chord.deadline
-        if chord is not None:
+        if chord is not None and s.kind is ScreenKind.CLOSED and s.active:  # as in _tick
             times.append(chord)
         if f.sent_at is not None:
             times.append(f.sent_at + REQUEST_TIMEOUT_MS)
@@ -107,6 +107,7 @@ class OsdMachine:
         """Process one event; never raises for any event the types allow."""
         fx: list[ev.Effect] = []
         s = self._s
+        was_closed = s.kind is ScreenKind.CLOSED
         match event:
             case ev.KeyInput(key=key):
                 self._key(key, now_ms, fx)
@@ -146,7 +147,15 @@ class OsdMachine:
                 if settings.chord != s.settings.chord:
                     self._flush_chord(fx)
                     self._chord = ChordDetector(settings.chord)
+                hides = (settings.login_hidden and not s.settings.login_hidden
+                         and s.kind is ScreenKind.LOGIN)
                 s.settings = settings
+                if hides and s.login.sent_at is not None:
+                    s.login_called = True  # its answer is awaited on the screen that asked
+                elif hides:
+                    self._hide_login()     # nothing typed stays behind for the next person
+        if was_closed and s.kind is not ScreenKind.CLOSED:
+            self._flush_chord(fx)  # keys the detector held under the closed screen's rules
         if not self.forwarding and self._computer:
             self._release_all(fx)
         return self._display(fx)

@@ -149,8 +149,8 @@ def init_app(app: Flask) -> None:
 def json_body(limit: int = MAX_BODY) -> dict[str, Any]:
     """The request body as a JSON object (BAD_JSON / TOO_LARGE / VALIDATION on failure).
 
-    A view that accepts more than ``MAX_BODY`` sets ``request.max_content_length`` to
-    `limit` before calling this."""
+    A view that accepts more than ``MAX_BODY`` is marked ``@takes_body(N)``
+    (``webadmin.bodies``, which sets ``request.max_content_length``) and passes `limit`."""
     raw = request.get_data(cache=True)  # raises 413 past max_content_length
     if len(raw) > limit:
         raise RequestError("TOO_LARGE", f"request body larger than {limit} bytes", 413)

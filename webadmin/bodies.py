@@ -16,6 +16,7 @@ Flask answers 413 from its ``Content-Length``.
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from flask import Flask, current_app, request
 from webadmin.api_common import API_PREFIX, MAX_BODY
 
 FORM_LIMIT = 1024 * 1024   # bytes of a posted web form
+READ_FIRST = "kvm.body"    # environ key: the body BodyFirst read (closed by ``install``'s hook)
 _ATTR = "kvm_body_limit"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,7 +53,9 @@ def _limit_body() -> None:
 
 class BodyFirst:
     """WSGI wrapper: the body of a request within its limit is read before the app runs
-    (into memory; the app reads it from there). The limits of the views marked with
+    (the app reads it from there): up to ``MAX_BODY`` into memory, a larger one into a
+    temporary file (so that a large upload costs no memory before anyone is signed in),
+    closed at the end of the request (``install``). The limits of the views marked with
     ``takes_body`` are looked up by path (their routes have no variable parts)."""
 
     def __init__(self, wsgi_app: Any, limits: Mapping[str, int]) -> None:
@@ -72,21 +76,50 @@ class BodyFirst:
                 length = limit + 1
             elif length > limit:
                 length = 0   # not read: the app answers 413 from Content-Length
-            if length:
-                try:
-                    body = environ["wsgi.input"].read(length)
-                except OSError:   # the client went away; nobody reads the answer
-                    start_response("400 BAD REQUEST", [("Content-Length", "0")])
-                    return [b""]
-                environ["wsgi.input"] = io.BytesIO(body)
+        if not length:
+            return self.wsgi_app(environ, start_response)
+        try:
+            body = _take(environ["wsgi.input"], length)
+        except OSError:   # gone, or a malformed chunk: no further request on this connection
+            start_response("400 BAD REQUEST", [("Content-Length", "0"), ("Connection", "close")])
+            return [b""]
+        environ["wsgi.input"] = environ[READ_FIRST] = body
         return self.wsgi_app(environ, start_response)
 
 
+def _take(stream: Any, length: int) -> Any:
+    """Up to `length` bytes of `stream`, as a file positioned at their start."""
+    if length <= MAX_BODY:
+        return io.BytesIO(stream.read(length))
+    spool = tempfile.SpooledTemporaryFile(max_size=MAX_BODY)  # noqa: SIM115 - closed by caller
+    try:
+        while length > 0 and (chunk := stream.read(min(length, MAX_BODY))):
+            spool.write(chunk)
+            length -= len(chunk)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _close_body(_exc: BaseException | None) -> None:
+    # Every view that reads a body runs in Flask, so its request's end is the body's.
+    body = request.environ.get(READ_FIRST)
+    if body is not None:
+        body.close()
+
+
 def install(app: Flask) -> None:
-    """Set each request's body limit, and read bodies first (call after every blueprint
-    is registered: the wrapper goes outside the others)."""
+    """Set each request's body limit, read bodies first, close them at the request's end
+    (call after every blueprint is registered: the wrapper goes outside the others)."""
     app.before_request(_limit_body)
-    limits = {rule.rule: getattr(app.view_functions[rule.endpoint], _ATTR)
-              for rule in app.url_map.iter_rules()
-              if hasattr(app.view_functions.get(rule.endpoint), _ATTR)}
+    app.teardown_request(_close_body)
+    limits = {}
+    for rule in app.url_map.iter_rules():
+        limit = getattr(app.view_functions.get(rule.endpoint), _ATTR, None)
+        if limit is not None:
+            # BodyFirst looks limits up by path: a route with variable parts would not match.
+            assert not rule.arguments, f"@takes_body on {rule.rule}: a route with variables"
+            limits[rule.rule] = limit
     app.wsgi_app = BodyFirst(app.wsgi_app, limits)  # type: ignore[method-assign]

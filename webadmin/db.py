@@ -74,8 +74,8 @@ def _begin_immediate_cooperatively(conn: Any) -> None:
     ``BUSY_TIMEOUT_MS``; the last try goes through SQLAlchemy, so that giving up raises
     the usual ``OperationalError``."""
     raw = conn.connection.dbapi_connection
-    raw.execute("PRAGMA busy_timeout=0")
     try:
+        raw.execute("PRAGMA busy_timeout=0")
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         pause, longest = LOCK_PAUSES_S
         while time.monotonic() < deadline:
@@ -89,7 +89,10 @@ def _begin_immediate_cooperatively(conn: Any) -> None:
             pause = min(pause * 2, longest)
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     finally:
-        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except sqlite3.Error:  # a broken connection: the pool must not hand it out again
+            conn.invalidate()
 
 
 def make_engine(url: str, sqlite_synchronous: str = SQLITE_SYNCHRONOUS) -> Engine:

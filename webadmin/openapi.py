@@ -137,11 +137,16 @@ SCHEMAS: J = {
         required=["online"],
     ),
     "Generation": obj({"generation": {"type": "integer", "minimum": 0}}),
-    "Settings": obj({
+    # Not "Settings": that is the admin API's schema of the same values (openapi_admin).
+    "WatchSettings": obj({
         "chord": {"type": "string"}, "chord_window_ms": {"type": "integer"},
         "lang": {"type": "string", "enum": ["zh_CN", "en"]},
         "auto_close_ms": {"type": "integer"}, "idle_close_s": {"type": "integer"},
-        "idle_logout_s": {"type": "integer", "description": "0 = off"}}),
+        "idle_logout_s": {"type": "integer", "description": "0 = off"},
+        "login_hidden": {"type": "boolean", "description": "wall tiles only (true): no login "
+                         "screen until the chord calls it up"}},
+        required=["chord", "chord_window_ms", "lang", "auto_close_ms", "idle_close_s",
+                  "idle_logout_s"]),
     "Watch": obj({
         "generation": {"type": "integer", "minimum": 0},
         "routing": {"type": "array", "description": "Rx: one entry per head; Tx: empty",
@@ -152,7 +157,7 @@ SCHEMAS: J = {
                            "role": {"type": "string", "enum": ["admin", "operator"]},
                            "lang": {"type": "string", "enum": ["zh_CN", "en"]},
                            "keys_allowed": {"type": "boolean"}}), "nullable": True},
-        "settings": ref("Settings"),
+        "settings": ref("WatchSettings"),
         "seat": {**obj({"name": {"type": "string"},
                         "screens": {"type": "array", "items": DEVICE_ID}}), "nullable": True},
         "id": DEVICE_ID,

@@ -349,3 +349,36 @@ def test_login_hidden_comes_from_the_servers_settings() -> None:
     assert ev.Settings.from_api({}).login_hidden is False
     with pytest.raises(ev.SettingsError, match="login_hidden"):
         ev.Settings.from_api({"login_hidden": "yes"})
+
+
+def test_what_was_typed_before_a_tile_learns_it_is_one_does_not_stay_behind() -> None:
+    tile = Seat(rx_id="5010")           # the server's settings have not arrived yet
+    tile.type("bob")
+    tile.keys("Tab")
+    tile.type("secret")
+    tile.event(ev.SettingsChanged(TILE))
+    assert not tile.overlay
+    tile.keys("Shift+O Shift+O")
+    assert tile.login_view.user.value.text == "" and tile.login_view.password.value.text == ""
+    assert not of_type(tile.keys("Enter Enter"), ev.Login), "no login with someone else's password"
+
+
+def test_a_login_on_its_way_when_a_tile_learns_it_is_one_keeps_its_screen() -> None:
+    tile = Seat(rx_id="5010")
+    tile.type("hxfj")
+    tile.keys("Tab")
+    tile.type("123456")
+    tile.keys("Enter")
+    tile.event(ev.SettingsChanged(TILE))
+    assert tile.overlay and tile.kind is ScreenKind.LOGIN
+    tile.event(ev.LoginResult(ResultCode.NETWORK_OK, "hxfj"))
+    assert tile.kind is ScreenKind.MENU
+
+
+def test_a_chord_step_held_on_a_hidden_tile_leaves_no_deadline_behind() -> None:
+    tile = Seat(TILE, rx_id="5010")
+    tile.keys("Shift+O")                # the first step: the detector waits for the second
+    assert tile.machine.next_deadline() is not None
+    tile.event(ev.SettingsChanged(ev.Settings()))   # no longer a tile: the login screen shows
+    assert tile.kind is ScreenKind.LOGIN
+    assert tile.machine.next_deadline() is None, "nothing is due: no timer to spin on"

@@ -93,7 +93,7 @@ def test_device_responses_conform(checker: Checker, client: FlaskClient, room: R
     watch = "/api/v1/device/watch"
     room.login(client, "5002", "hxfj")
     room.act(client, "5002", "connect", "1")
-    for device in ("5002", "5003", "0001", "5004"):
+    for device in ("5002", "5003", "0001", "5004", "5011"):   # 5011: a wall tile
         c.check(watch, "get", client.get(f"{watch}?timeout=0", headers=room.headers(device)))
     c.check(watch, "get", client.get(f"{watch}?timeout=99", headers=room.headers("5001")))
 
