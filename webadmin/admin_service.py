@@ -21,7 +21,7 @@ from kvm_protocol.yamlconf import ConfigError, Invalid, Validator, format_path, 
 from webadmin import engine, routing, topology, topology_db
 from webadmin import engine_facts as facts
 from webadmin import models as m
-from webadmin.auth import hash_password
+from webadmin.auth import hash_password, hash_passwords_first
 from webadmin.engine import valid_hotkey_key
 from webadmin.snapshot import Built, SnapshotCache
 from webadmin.topology import NAME, PASSWORD, DeviceId, Kind, kind_of
@@ -423,6 +423,7 @@ def create_user(s: Session, *, name: str, password: str, role: str, enabled: boo
     doc = {"name": name, "password": password, "role": role, "enabled": enabled, "lang": lang,
            "groups": groups}
     cfg = _parse({"users": [doc]}, "users[0]")
+    hash_passwords_first(s, [password])
     if _exists(s, m.User, name=name):
         raise _taken("user", name)
     notify = _merge(s, cfg, "users[0]", actor)
@@ -468,6 +469,7 @@ def delete_user(s: Session, user: m.User, *, actor: str) -> set[str]:
 
 def reset_password(s: Session, user: m.User, password: str, *, actor: str) -> None:
     """``set_password`` with the refusal keyed by the form's field."""
+    hash_passwords_first(s, [password])
     try:
         set_password(s, user, password, actor=actor)
     except AdminError as e:
@@ -687,6 +689,7 @@ def import_yaml(s: Session, text: str, *, replace: bool,
     (keyed by its path in the file) and nothing changes."""
     try:
         cfg = topology.parse(load_yaml(text, name="file"))
+        hash_passwords_first(s, (u.password for u in cfg.users))
         return topology_db.import_config(s, cfg, replace=replace, actor=actor)
     except ConfigError as e:
         fields: dict[str, str] = {}

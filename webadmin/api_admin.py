@@ -52,7 +52,7 @@ from webadmin.api_common import (
     services,
     texts,
 )
-from webadmin.auth import current_admin
+from webadmin.auth import current_admin, hash_passwords_first
 from webadmin.bodies import takes_body
 from webadmin.snapshot import Built
 from webadmin.topology import (
@@ -805,6 +805,7 @@ def config_import() -> tuple[Response, int]:
     s = db_session()
     try:
         cfg = topology.parse(load_yaml(text, name="body"))
+        hash_passwords_first(s, (u.password for u in cfg.users))
         summary = topology_db.import_config(s, cfg, replace=mode == "replace", actor=_actor())
     except ConfigError as e:
         raise _config_error(e) from None

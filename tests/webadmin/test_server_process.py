@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,3 +115,48 @@ def test_a_client_slow_to_send_its_body_does_not_hold_up_the_others(
         assert (status, answer["result"]) == (200, "CONNECTED"), answer
     finally:
         slow.close()
+
+
+def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close",
+             *(f"{k}: {v}" for k, v in headers.items())]
+    with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_TIMEOUT_S) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return _answer(sock)
+
+
+def test_hashing_new_passwords_does_not_hold_up_the_room(server: tuple[int, Room]) -> None:
+    # argon2 takes ~0.1 s a password: an import of 12 users with passwords is >1 s of
+    # hashing, which used to stop every device's and seat's request meanwhile.
+    port, room = server
+    status, answer = _post(port, "/api/v1/admin/token", {},
+                           {"user": "admin", "password": PASSWORDS["admin"]})
+    assert status == 200, answer
+    admin = {"Authorization": f"Bearer {answer['token']}"}
+    users = "".join(f"  - {{name: new{i}, role: operator, password: 'secret-{i}'}}\n"
+                    for i in range(12))
+    doc = f"users:\n{users}".encode()
+    done: dict[str, float] = {}
+
+    def import_users() -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_TIMEOUT_S) as sock:
+            head = _head("/api/v1/admin/config", admin, len(doc)).replace(
+                b"application/json", b"application/yaml")
+            sock.sendall(head + doc)
+            done["import_status"] = _answer(sock)[0]
+            done["import"] = time.monotonic()
+
+    worker = threading.Thread(target=import_users)
+    worker.start()
+    time.sleep(0.3)   # the import is hashing
+    assert _get(port, "/api/v1/device/watch?timeout=0", room.headers("5001"))[0] == 200
+    answered = time.monotonic()
+    worker.join(ANSWER_TIMEOUT_S)
+    assert done["import_status"] == 200
+    assert answered < done["import"], "a device's request waited for the passwords' hashing"
+    # Each user got the hash of their own password.
+    login = "/api/v1/seat/login"
+    ok = _post(port, login, room.headers("5004"), {"user": "new3", "password": "secret-3"})
+    assert (ok[0], ok[1]["result"]) == (200, "NETWORK_OK"), ok
+    wrong = _post(port, login, room.headers("5002"), {"user": "new4", "password": "secret-3"})
+    assert wrong[1]["result"] != "NETWORK_OK", wrong
