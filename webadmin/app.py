@@ -49,10 +49,12 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None, *,
 
     db = Database(sqlite_synchronous=cfg.sqlite_synchronous)
     db.init_app(app)
-    if cfg.check_lock_holds and gevent_patched():
+    assert db.engine is not None
+    # SQLite only: PostgreSQL's queries yield by design (psycopg waits cooperatively), and
+    # its row locks queue writers inside the database, not by freezing this process.
+    if cfg.check_lock_holds and gevent_patched() and db.engine.dialect.name == "sqlite":
         from webadmin import lockcheck
 
-        assert db.engine is not None
         lockcheck.install(db.engine, IMMEDIATE)
     db.upgrade()
     with db.begin() as s:

@@ -24,6 +24,7 @@ import yaml
 from flask import Flask
 
 from tests.webadmin.conftest import PASSWORDS, Room, seed_room
+from webadmin.lockcheck import MESSAGE as LOCK_HELD
 
 ANSWER_TIMEOUT_S = 60.0   # a socket bound only: the assertions are on what is answered
 
@@ -42,7 +43,9 @@ def server(tmp_path: Path, server_config: dict[str, Any], app: Flask
     app.extensions["kvm"].db.dispose()
     port = _free_port()
     cfg = tmp_path / "server.yaml"
-    cfg.write_text(yaml.safe_dump({**server_config, "host": "127.0.0.1", "port": port}))
+    # check_lock_holds: the server reports a greenlet that yields holding the write lock.
+    cfg.write_text(yaml.safe_dump({**server_config, "host": "127.0.0.1", "port": port,
+                                   "check_lock_holds": True, "log_level": "info"}))
     log = (tmp_path / "server.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "webadmin", "--config", str(cfg)],
                             stdout=log, stderr=subprocess.STDOUT,
@@ -66,6 +69,8 @@ def server(tmp_path: Path, server_config: dict[str, Any], app: Flask
             proc.kill()
             proc.wait(5)
         log.close()
+    logged = (tmp_path / "server.log").read_text(errors="replace")
+    assert LOCK_HELD not in logged, logged
 
 
 def _head(path: str, headers: dict[str, str], length: int) -> bytes:
