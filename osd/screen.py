@@ -182,7 +182,7 @@ class OsdMachine:
                 self._menu_key(key, now, fx)
 
     def _send(self, keys: tuple[KeyEvent, ...], fx: list[ev.Effect]) -> None:
-        if not self._s.keys_allowed or self._s.user is None:
+        if not self.forwarding:
             return  # view-only session, or locked: the computer gets nothing
         for key in keys:
             if key.pressed:

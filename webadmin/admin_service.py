@@ -134,6 +134,7 @@ def reset_credential(s: Session, dev: m.Device, *, actor: str) -> None:
 def set_password(s: Session, user: m.User, password: str, *, actor: str) -> None:
     """Store a new password hash and end the user's admin API tokens."""
     check(PASSWORD, "password", password)
+    hash_passwords_first(s, [password])
     user.password_hash = hash_password(password)
     s.execute(delete(m.AdminToken).where(m.AdminToken.user_pk == user.pk))
     routing.audit(s, actor=actor, action="set_password", result="OK", target=user.name)
@@ -469,7 +470,6 @@ def delete_user(s: Session, user: m.User, *, actor: str) -> set[str]:
 
 def reset_password(s: Session, user: m.User, password: str, *, actor: str) -> None:
     """``set_password`` with the refusal keyed by the form's field."""
-    hash_passwords_first(s, [password])
     try:
         set_password(s, user, password, actor=actor)
     except AdminError as e:

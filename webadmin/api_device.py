@@ -7,7 +7,6 @@ of device hosts (``POST /device/watches``, ``POST /device/states``) are in
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
 import re
@@ -639,8 +638,9 @@ class WatchMiddleware:
             length = -1
         if self.svc is None or not 0 < length <= MAX_BODY:
             return self.wsgi_app(environ, start_response)
-        body = environ["wsgi.input"].read(length)
-        environ["wsgi.input"] = io.BytesIO(body)
+        stream = environ["wsgi.input"]   # read already, into memory (webadmin.bodies)
+        body = stream.read(length)
+        stream.seek(0)                   # for Flask, if the ordinary path takes it
         try:
             payload = (unchanged_state(self.svc, environ, body, self.last_seen)
                        if len(body) == length else None)

@@ -9,9 +9,7 @@ the wait gave up after ``busy_timeout`` and answered 503.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -23,16 +21,12 @@ import pytest
 import yaml
 from flask import Flask
 
+from firmware_sim.lab.ports import free_port, http_answers, wait_until
+from firmware_sim.lab.supervisor import Child
 from tests.webadmin.conftest import PASSWORDS, Room, seed_room
 from webadmin.lockcheck import MESSAGE as LOCK_HELD
 
 ANSWER_TIMEOUT_S = 60.0   # a socket bound only: the assertions are on what is answered
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -41,35 +35,23 @@ def server(tmp_path: Path, server_config: dict[str, Any], app: Flask
     """kvm-server on the seeded room's data directory; yields its port and the room."""
     room = seed_room(app)
     app.extensions["kvm"].db.dispose()
-    port = _free_port()
+    port = free_port()
     cfg = tmp_path / "server.yaml"
     # check_lock_holds: the server reports a greenlet that yields holding the write lock.
     cfg.write_text(yaml.safe_dump({**server_config, "host": "127.0.0.1", "port": port,
                                    "check_lock_holds": True, "log_level": "info"}))
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "webadmin", "--config", str(cfg)],
-                            stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log = tmp_path / "server.log"
+    child = Child("server", [sys.executable, "-m", "webadmin", "--config", str(cfg)],
+                  log_path=log)
+    child.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "server.log").read_text()
-                assert time.monotonic() < deadline, "kvm-server did not start"
-                time.sleep(0.05)
+        up = wait_until(lambda: http_answers(f"http://127.0.0.1:{port}/api/v1/openapi.json"),
+                        30, alive=child.alive)
+        assert up, f"kvm-server did not start:\n{log.read_text(errors='replace')}"
         yield port, room
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-    logged = (tmp_path / "server.log").read_text(errors="replace")
+        child.stop(10)
+    logged = log.read_text(errors="replace")
     assert LOCK_HELD not in logged, logged
 
 
